@@ -1,0 +1,26 @@
+"""whylow: find out why a classifier's predictions are low.
+
+>>> import whylow
+>>> report = whylow.diagnose(test=whylow.Split(y=y, probs=probs))  # doctest: +SKIP
+>>> print(report)  # doctest: +SKIP
+"""
+
+from whylow._version import __version__
+from whylow.diagnose import diagnose
+from whylow.errors import InvalidInputError, MissingDependencyError, WhylowError
+from whylow.inputs import Split
+from whylow.report import CheckStatus, Finding, Report
+
+__all__ = sorted(
+    [
+        "CheckStatus",
+        "Finding",
+        "InvalidInputError",
+        "MissingDependencyError",
+        "Report",
+        "Split",
+        "WhylowError",
+        "__version__",
+        "diagnose",
+    ]
+)
