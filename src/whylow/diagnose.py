@@ -115,6 +115,33 @@ def _metrics_section(ctx: Context) -> tuple[dict, list, dict, dict]:
     return summary, per_class, intervals, baselines
 
 
+def _core_artifacts(ctx: Context) -> dict:
+    """Data behind the report's own plots: confusion matrix, confidence histograms, class counts, thumbnails."""
+    from whylow.report.thumbnails import collect_thumbnails
+
+    art: dict = {}
+    edges = np.linspace(0.0, 1.0, 21)
+    for s in ctx.splits.values():
+        if s.y is not None:
+            art[f"class_counts:{s.name}"] = np.bincount(s.y, minlength=ctx.n_classes).tolist()
+        if s.probs is not None and s.y is not None:
+            conf = s.probs.max(axis=1)
+            correct = s.probs.argmax(axis=1) == s.y
+            art[f"confidence_hist:{s.name}"] = {
+                "bin_edges": edges.tolist(),
+                "count_correct": np.histogram(conf[correct], edges)[0].tolist(),
+                "count_wrong": np.histogram(conf[~correct], edges)[0].tolist(),
+            }
+    test = ctx.test
+    if test.probs is not None and test.y is not None:
+        art["confusion_matrix"] = metrics.confusion_matrix(test.y, test.y_pred, ctx.n_classes).tolist()
+    try:
+        art["thumbnails"] = collect_thumbnails(ctx)
+    except Exception as exc:  # noqa: BLE001 - thumbnails are decoration; never fail a diagnosis for them
+        art["thumbnails_error"] = f"{type(exc).__name__}: {exc}"
+    return art
+
+
 def diagnose(
     test,
     *,
@@ -197,6 +224,7 @@ def diagnose(
         findings.extend(found)
         statuses.append(CheckStatus(check.name, "ran", None))
     summary, per_class, intervals, baselines = _metrics_section(ctx)
+    ctx.artifacts["core"] = _core_artifacts(ctx)
     kinds = [s.prediction_kind for s in ctx.splits.values() if s.prediction_kind]
     inputs = {
         "splits": {name: s.describe() for name, s in ctx.splits.items()},

@@ -1,0 +1,56 @@
+"""Shared fixtures: the report schema and a runner for the real `whylow` executable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = ROOT.parent / "shared" / "report.schema.json"
+
+
+@pytest.fixture(scope="session")
+def report_schema() -> dict:
+    """The JSON Schema of the report (../shared/report.schema.json)."""
+    if not SCHEMA_PATH.exists():
+        pytest.skip(f"the contract schema {SCHEMA_PATH} is not present in this checkout")
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@pytest.fixture(scope="session")
+def validate_report(report_schema):
+    """Validate a report dict against the contract schema."""
+    import jsonschema
+
+    def check(report: dict) -> None:
+        jsonschema.validate(report, report_schema)
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def whylow_exe() -> str:
+    """Path of the installed `whylow` console script."""
+    exe = shutil.which("whylow") or str(Path(sys.executable).parent / "whylow")
+    if not os.path.exists(exe):
+        pytest.fail("the whylow executable is not installed; run pip install -e .")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def run_whylow(whylow_exe):
+    """Run `whylow ARGS...` as a subprocess and return the CompletedProcess."""
+
+    def run(*args, timeout=300, cwd=None):
+        env = {**os.environ, "COLUMNS": "120"}
+        return subprocess.run(
+            [whylow_exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+        )
+
+    return run

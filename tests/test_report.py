@@ -1,0 +1,134 @@
+"""Findings, ranking, the check registry and the renderers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import whylow
+from whylow import Finding, Split
+from whylow.checks import _REGISTRY, Check, register, registered_checks
+from whylow.report import CODES, rank_findings
+
+
+@pytest.fixture
+def extra_checks():
+    """Register test-only checks and remove them afterwards."""
+    added = []
+
+    def add(cls):
+        register(cls)
+        added.append(cls.name)
+        return cls
+
+    yield add
+    for name in added:
+        _REGISTRY.pop(name, None)
+
+
+def _healthy_split(n=400, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    p = np.full((n, k), 0.1 / (k - 1))
+    p[np.arange(n), y] = 0.9
+    return Split(y=y, probs=p)
+
+
+def test_a_failing_check_is_recorded_and_the_report_still_renders(extra_checks, validate_report):
+    @extra_checks
+    class Boom(Check):
+        name = "test-boom"
+        codes = ("data-quality",)
+        requires = ("test.y",)
+
+        def run(self, ctx):
+            raise RuntimeError("kaboom")
+
+    @extra_checks
+    class Planted(Check):
+        name = "test-planted"
+        codes = ("label-noise",)
+        requires = ("test.y",)
+
+        def run(self, ctx):
+            return [Finding("label-noise", "warning", 0.8, "Planted finding", {"n": 3}, "relabel")]
+
+    @extra_checks
+    class NeedsModel(Check):
+        name = "test-needs-model"
+        codes = ("overfitting",)
+        requires = ("model", "train.probs|val.probs")
+
+        def run(self, ctx):  # pragma: no cover - must be skipped
+            raise AssertionError("should have been skipped")
+
+    report = whylow.diagnose(test=_healthy_split())
+    status = {c.name: c for c in report.checks}
+    assert status["test-boom"].status == "failed" and "kaboom" in status["test-boom"].reason
+    assert status["test-planted"].status == "ran"
+    assert status["test-needs-model"].status == "skipped"
+    assert "--model" in status["test-needs-model"].reason and "--train" in status["test-needs-model"].reason
+    assert [f.code for f in report.findings if f.check == "test-planted"] == ["label-noise"]
+    validate_report(json.loads(report.to_json()))
+    text = report.to_text(width=120)
+    assert "Planted finding" in text and "test-boom" in text and "kaboom" in text
+    md = report.to_markdown()
+    assert "| test-boom | failed |" in md
+    assert report.fails("warning") and not report.fails("critical")
+
+
+def test_ranking_puts_causes_before_symptoms():
+    f = lambda code, sev="warning", conf=0.9, verified=None: Finding(code, sev, conf, code, {}, "", verified)  # noqa: E731
+    ranked = rank_findings(
+        [
+            f("overconfidence", conf=0.99),
+            f("no-signal", conf=0.7),
+            f("small-sample", sev="info"),
+            f("overfitting"),
+            f("covariate-shift", verified={"metric": "accuracy", "before": 0.5, "after": 0.8}),
+        ]
+    )
+    assert [x.code for x in ranked] == ["covariate-shift", "no-signal", "overfitting", "overconfidence", "small-sample"]
+
+
+def test_finding_validation():
+    with pytest.raises(ValueError):
+        Finding("not-a-code", "warning", 0.5, "t")
+    with pytest.raises(ValueError):
+        Finding("label-noise", "severe", 0.5, "t")
+    with pytest.raises(ValueError):
+        Finding("label-noise", "info", 0.5, "t", verified={"metric": "accuracy"})
+    assert Finding("label-noise", "info", 3.0, "t").confidence == 1.0
+
+
+def test_every_check_emits_only_contract_codes():
+    for cls in registered_checks():
+        assert cls.name
+        assert set(cls.codes) <= set(CODES), cls
+
+
+def test_report_json_is_strict_and_matches_schema(validate_report):
+    report = whylow.diagnose(test=_healthy_split())
+    data = json.loads(report.to_json())
+    validate_report(data)
+    assert data["schema"] == "whylow.report/1" and data["whylow_version"] == whylow.__version__
+    assert len(data["per_class"]) == 3 and {"class", "support", "recall", "mean_true_prob"} <= set(data["per_class"][0])
+    assert str(report).startswith("╭")
+    core = report.artifacts["core"]
+    assert np.array(core["confusion_matrix"]).sum() == 400 and len(core["class_counts:test"]) == 3
+
+
+def test_public_api_is_explicit():
+    assert whylow.__all__ == sorted(whylow.__all__)
+    for name in whylow.__all__:
+        assert hasattr(whylow, name)
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    from whylow.report import write_atomic
+
+    target = tmp_path / "out" / "r.json"
+    write_atomic(target, "{}")
+    assert target.read_text() == "{}" and [p.name for p in target.parent.iterdir()] == ["r.json"]
