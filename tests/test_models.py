@@ -164,7 +164,8 @@ def test_exported_program_file_matches_module(exported_file, images):
     model, path = exported_file
     predictor = load_model(path, data_layout="NHWC")
     assert (predictor.kind, predictor.input_layout, predictor.output) == ("torch.export", "NCHW", "logits")
-    np.testing.assert_allclose(predictor.predict(x_nhwc, batch_size=10), torch_direct(model, x_nchw), rtol=RTOL, atol=ATOL)
+    out = predictor.predict(x_nhwc, batch_size=10)
+    np.testing.assert_allclose(out, torch_direct(model, x_nchw), rtol=RTOL, atol=ATOL)
 
 
 def test_exported_program_with_fixed_batch_pads_last_batch(images):
@@ -207,7 +208,10 @@ def _tamper_json(old: str, new: str, where: str):
     "tamper, reason",
     [
         (lambda m: _tamper_sample_inputs(m), "sample inputs"),
-        (lambda m: _tamper_json('"torch.ops.aten.relu.default"', '"torch.os.system"', "models/"), "registered operator"),
+        (
+            lambda m: _tamper_json('"torch.ops.aten.relu.default"', '"torch.os.system"', "models/"),
+            "registered operator",
+        ),
         (
             lambda m: _tamper_json("Symbol('", f"__import__('os').system('touch {m}') or Symbol('", "models/"),
             "shape expression",
@@ -234,7 +238,8 @@ def test_keras_sequential_matches_direct_call(keras_cnn, images):
     assert (predictor.kind, predictor.input_layout, predictor.output) == ("keras", "NHWC", "probs")
     np.testing.assert_allclose(predictor.predict(x_nhwc, batch_size=8), expected, rtol=RTOL, atol=ATOL)
     # NCHW data is transposed to the model's channels_last
-    np.testing.assert_allclose(as_predictor(keras_cnn, data_layout="NCHW").predict(x_nchw), expected, rtol=RTOL, atol=ATOL)
+    from_nchw = as_predictor(keras_cnn, data_layout="NCHW").predict(x_nchw)
+    np.testing.assert_allclose(from_nchw, expected, rtol=RTOL, atol=ATOL)
 
 
 def test_keras_file_matches_model(keras_cnn, images, tmp_path):

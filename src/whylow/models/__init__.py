@@ -14,4 +14,4 @@ object with :func:`as_predictor` or from a file with :func:`load_model`.
 from whylow.models._base import Predictor
 from whylow.models._dispatch import as_predictor, load_model
 
-__all__ = sorted(["Predictor", "as_predictor", "load_model"])
+__all__ = ["Predictor", "as_predictor", "load_model"]

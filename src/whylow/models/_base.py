@@ -186,7 +186,7 @@ class Predictor:
         with self._session(), _progress(n_batches, progress, f"running {self.kind} model") as advance:
             for start in range(0, n_samples, batch_size):
                 xb = adapt(x[start : start + batch_size])
-                chunks.append(self._run_batch(xb, batch_size))
+                chunks.append(self._run_batch(xb))
                 advance()
         n_outputs = {c.shape[1] for c in chunks}
         if len(n_outputs) != 1:
@@ -244,7 +244,7 @@ class Predictor:
             "pass images of the size, channel count and layout the model was trained on."
         )
 
-    def _run_batch(self, xb: np.ndarray, batch_size: int) -> np.ndarray:
+    def _run_batch(self, xb: np.ndarray) -> np.ndarray:
         n = xb.shape[0]
         xb = np.array(xb, dtype=self._input_dtype, order="C", copy=True)
         if self._fixed_batch is not None and n < self._fixed_batch:

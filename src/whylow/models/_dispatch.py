@@ -148,7 +148,9 @@ def _onnx_session(ort: Any, source: str | bytes, what: str) -> Any:
         return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise InvalidInputError(f"{what} could not be opened by onnxruntime: it is corrupt or unsupported ({first}).") from exc
+        raise InvalidInputError(
+            f"{what} could not be opened by onnxruntime: it is corrupt or unsupported ({first})."
+        ) from exc
 
 
 def _load_onnx(path: Path, data_layout: str | None) -> Predictor:

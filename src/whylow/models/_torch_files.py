@@ -168,10 +168,13 @@ def check_export_archive(path: Path) -> None:
         def refuse(why: str) -> InvalidInputError:
             return InvalidInputError(
                 f"The torch.export file {path} was refused before loading: {why}; whylow loads only plain "
-                "exported programs (registered operators, raw tensor weights) so that loading runs no code from the file."
+                "exported programs (registered operators, raw tensor weights) so that loading runs no code "
+                "from the file."
             )
 
-        version = zf.read(root + "archive_version").decode("utf-8", "replace").strip() if "archive_version" in rel else None
+        version = None
+        if "archive_version" in rel:
+            version = zf.read(root + "archive_version").decode("utf-8", "replace").strip()
         if version != "0":
             raise refuse(f"archive version {version!r} is not the one this torch writes ('0')")
         for name in rel:
