@@ -62,7 +62,7 @@ def _model_predictor(model, layout):
     from whylow.models import as_predictor, load_model
 
     if isinstance(model, (str, Path)):
-        return load_model(model)
+        return load_model(model, data_layout=layout)
     return as_predictor(model, data_layout=layout)
 
 
