@@ -143,7 +143,7 @@ def train_torch(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((out.argmax(1) == yt[idx]).sum())
             seen += len(idx)
         history["loss"].append(total / seen)
