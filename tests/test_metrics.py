@@ -156,6 +156,16 @@ def test_float32_agrees_with_float64(name):
     )
 
 
+@pytest.mark.parametrize("name", list(SCALAR))
+def test_independent_of_memory_layout(name):
+    y, probs = softmax_data(400, 8, 14)
+    expected = SCALAR[name](y, probs)
+    wide = np.zeros((800, 8))
+    wide[::2] = probs  # a strided view, as from a larger array
+    for variant in (np.asfortranarray(probs), wide[::2]):
+        assert SCALAR[name](y, variant) == pytest.approx(expected, rel=1e-12, abs=1e-14)
+
+
 def test_registry_covers_peer_metrics():
     # the scalar metrics that have a scikit-learn or netcal counterpart are all tested against it
     assert {"accuracy", "balanced_accuracy", "log_loss", "brier_score", "ece"} <= set(REGISTRY)
@@ -228,6 +238,14 @@ def test_binary_brier_is_twice_the_positive_class_brier():
     assert skm.brier_score_loss(y, probs, labels=[0, 1]) == pytest.approx(
         M.brier_score(y, probs) / 2
     )
+
+
+def test_brier_float32_blocks_keep_precision(monkeypatch):
+    y, probs = softmax_data(500, 30, 22, temperature=0.3)
+    reference = M.brier_score(y, probs)
+    monkeypatch.setattr(M, "_SQ_BLOCK", 97)  # many blocks, one ending mid-row
+    assert M.brier_score(y, probs.astype(np.float32)) == pytest.approx(reference, rel=1e-6)
+    assert M.summary(y, probs.astype(np.float32))["brier"] == pytest.approx(reference, rel=1e-6)
 
 
 def test_brier_range_extremes():
