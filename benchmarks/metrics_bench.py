@@ -32,14 +32,15 @@ def make_predictions(n_samples: int, n_classes: int, dtype, seed: int):
     """Seeded softmax outputs of a moderately accurate, overconfident model.
 
     Logits are Gaussian noise plus a bump on the true class whose size varies
-    per sample (easy and hard samples), scaled by a temperature < 1 so the
-    model is overconfident, as real CNNs are.
+    per sample (easy and hard samples), sharpened by a factor 5 so the model
+    is overconfident, as real CNNs are (at 1,000 classes: accuracy ~0.70,
+    mean confidence ~0.83, ECE ~0.12).
     """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, size=n_samples)
     logits = rng.standard_normal((n_samples, n_classes), dtype=np.float32)
-    logits[np.arange(n_samples), y] += rng.gamma(2.0, 1.5, size=n_samples).astype(np.float32)
-    logits *= np.float32(2.0)
+    logits[np.arange(n_samples), y] += rng.gamma(4.0, 1.2, size=n_samples).astype(np.float32)
+    logits *= np.float32(5.0)
     logits -= logits.max(axis=1, keepdims=True)
     np.exp(logits, out=logits)
     logits /= logits.sum(axis=1, keepdims=True)
@@ -107,9 +108,11 @@ def tasks(y, probs, n_classes):
          lambda: skm.accuracy_score(y, probs.argmax(axis=1)), None, close),
         ("balanced_accuracy", lambda: M.balanced_accuracy(y, probs),
          lambda: skm.balanced_accuracy_score(y, probs.argmax(axis=1)), None, close),
-        # sklearn clips at the dtype's machine epsilon, whylow at 1e-15: compare loosely
+        # sklearn clips at the dtype's machine epsilon, whylow at eps=1e-15 by default:
+        # the agreement check uses sklearn's clipping
         ("log_loss", lambda: M.log_loss(y, probs),
-         lambda: skm.log_loss(y, probs, labels=labels), None, lambda a, b: close(a, b, 1e-4)),
+         lambda: skm.log_loss(y, probs, labels=labels), None,
+         lambda a, b: close(M.log_loss(y, probs, eps=float(np.finfo(probs.dtype).eps)), b, 1e-5)),
         ("brier", lambda: M.brier_score(y, probs),
          lambda: skm.brier_score_loss(y, probs, labels=labels, scale_by_half=False), None,
          lambda a, b: close(a, b, 1e-5)),
@@ -176,7 +179,8 @@ def main(argv=None) -> int:
                 t_sk, v_sk = best_of(sk, args.repeats)
                 ratio = f"{t_sk / t_ours:.1f}x"
                 if t_ours > t_sk:
-                    problems.append(f"{dtype} {name}: whylow {t_ours:.4f}s > scikit-learn {t_sk:.4f}s")
+                    problems.append(
+                        f"{dtype} {name}: whylow {t_ours:.4f}s > scikit-learn {t_sk:.4f}s")
                 if compare is not None and not compare(v_ours, v_sk):
                     problems.append(f"{dtype} {name}: values differ from scikit-learn")
             if nc is not None:
@@ -184,7 +188,8 @@ def main(argv=None) -> int:
                 if sk is None:
                     ratio = f"{t_nc / t_ours:.1f}x"
                     if t_ours > t_nc:
-                        problems.append(f"{dtype} {name}: whylow {t_ours:.4f}s > netcal {t_nc:.4f}s")
+                        problems.append(
+                            f"{dtype} {name}: whylow {t_ours:.4f}s > netcal {t_nc:.4f}s")
                     if compare is not None and not compare(v_ours, v_nc):
                         problems.append(f"{dtype} {name}: values differ from netcal "
                                         f"({v_ours!r} vs {v_nc!r})")

@@ -344,8 +344,10 @@ def test_ece_is_the_weighted_gap_of_the_reliability_curve(binning):
     filled = curve["count"] > 0
     gaps = curve["mean_confidence"][filled] - curve["accuracy"][filled]
     weights = curve["count"][filled] / len(y)
-    assert M.ece(y, probs, n_bins=12, binning=binning) == pytest.approx(np.sum(weights * np.abs(gaps)))
-    assert M.signed_ece(y, probs, n_bins=12, binning=binning) == pytest.approx(np.sum(weights * gaps))
+    ece = M.ece(y, probs, n_bins=12, binning=binning)
+    signed = M.signed_ece(y, probs, n_bins=12, binning=binning)
+    assert ece == pytest.approx(np.sum(weights * np.abs(gaps)))
+    assert signed == pytest.approx(np.sum(weights * gaps))
 
 
 def test_signed_ece_sign_and_identity():
@@ -490,7 +492,8 @@ def test_bootstrap_equals_naive_resampling(monkeypatch, block):
 
 
 def test_bootstrap_contains_point_estimate():
-    y, probs = softmax_data(2000, 10, 52, temperature=0.4)  # overconfident: ECE is signal, not noise
+    # overconfident, so ECE is signal rather than noise (see bootstrap_ci's Notes)
+    y, probs = softmax_data(2000, 10, 52, temperature=0.4)
     ci = M.bootstrap_ci(y, probs)
     assert set(ci) == {"accuracy", "balanced_accuracy", "log_loss", "brier", "ece"}
     point = {name: BOOT_FNS[name](y, probs) for name in ci}

@@ -1246,7 +1246,11 @@ class CalibrationAccumulator:
     """
 
     def __init__(self, n_classes: int, n_bins: int = 15, eps: float = LOG_EPS):
-        if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+        if (
+            isinstance(n_classes, bool)
+            or not isinstance(n_classes, (int, np.integer))
+            or n_classes < 1
+        ):
             raise InvalidInputError(
                 f"n_classes must be a positive integer, got {n_classes!r}."
             )
