@@ -276,3 +276,13 @@ def test_cli_scenario_shortcut(run_whylow, tmp_path, seed2):
     sharpest = max(d["models"], key=lambda m: m["sharpness"])["name"]
     assert d["pairs"][0]["closer"] == sharpest
     assert "over" in sharpest.lower() or sharpest == d["models"][0]["name"]
+
+
+def test_user_names_are_rendered_literally():
+    y, sharp, soft = _binary_case(n=100)
+    names = {"[/]odd|name": sharp, "[bold]x": soft}
+    c = compare(Split(y=y), names, n_bins=20)
+    text = c.to_text(width=160)
+    assert "[/]odd|name" in text and "[bold]x" in text
+    md = c.to_markdown()
+    assert "[/]odd\\|name" in md and "| 0.05–0.1 |" in md

@@ -332,7 +332,7 @@ class Comparison:
         table = Table(title=title, expand=False)
         table.add_column("")
         for m in self.models:
-            table.add_column(m.name, justify="right")
+            table.add_column(Text(m.name), justify="right")  # Text: user names are never read as markup
         for key in self._rows():
             best = self._best(key)
             cells = [
@@ -346,15 +346,15 @@ class Comparison:
         hist.add_column("0 " + "·" * max(len(self.bin_edges) - 5, 1) + " 1")
         hist.add_column("counts")
         for name, counts in hists:
-            hist.add_row(name, _spark(counts), " ".join(str(c) for c in counts))
+            hist.add_row(Text(name), _spark(counts), " ".join(str(c) for c in counts))
         parts: list = [table, hist]
         if self.pairs:
             pairs = Table(title="Pairwise tests on the same samples (Δ = a − b)", expand=False)
             pairs.add_column("")
             for p in self.pairs:
-                pairs.add_column(f"a={p.a}, b={p.b}", justify="right")
+                pairs.add_column(Text(f"a={p.a}, b={p.b}"), justify="right")
             for label, cells in self._pair_rows():
-                pairs.add_row(label, *cells)
+                pairs.add_row(label, *map(Text, cells))
             parts.append(pairs)
         parts.append(Text("\n".join(self.verdict()), style="bold"))
         return parts
@@ -386,7 +386,7 @@ class Comparison:
         out += ["", f"## Histogram of {what}", ""]
         out += ["| bin | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         for i in range(len(edges) - 1):
-            out.append(f"| {edges[i]:.1f}–{edges[i + 1]:.1f} | " + " | ".join(str(c[i]) for _, c in hists) + " |")
+            out.append(f"| {edges[i]:.3g}–{edges[i + 1]:.3g} | " + " | ".join(str(c[i]) for _, c in hists) + " |")
         if self.pairs:
             out += ["", "## Pairwise tests on the same samples (Δ = a − b)", ""]
             out += ["| | " + " | ".join(f"a={_md(p.a)}, b={_md(p.b)}" for p in self.pairs) + " |"]
