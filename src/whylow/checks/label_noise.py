@@ -1,0 +1,560 @@
+"""``label-noise``: labels that are likely wrong, found by confident learning on out-of-sample predictions.
+
+Confident learning (Northcutt, Jiang & Chuang 2021, JAIR 70)
+--------------------------------------------------------------
+Given labels ``s`` and out-of-sample probabilities ``P`` (n × K):
+
+1. Per-class thresholds ``t_j = mean(P[i, j] for s_i = j)``: the average
+   self-confidence of class j (`confident_thresholds`).
+2. The confident joint ``C[i, j]`` counts examples labelled i whose
+   probability of class j reaches ``t_j`` (the argmax among such classes when
+   several do). It is calibrated so that row i sums to the number of examples
+   labelled i and the whole to n, and rounded preserving row totals
+   (`confident_joint`). ``1 - trace(C) / n`` estimates the fraction of wrong
+   labels (`estimate_noise_rate`).
+3. Pruning by noise rate (`find_label_issues`): for every off-diagonal cell
+   ``(i, j)``, the ``C[i, j]`` examples labelled i with the largest margin
+   ``P[:, j] - P[:, i]`` are flagged; examples whose argmax is their label are
+   then unflagged.
+
+This is cleanlab's ``find_label_issues(filter_by="prune_by_noise_rate")``
+re-implemented in numpy (the test suite compares the two).
+
+Out-of-sample probabilities
+---------------------------
+* Evaluation splits (val, test): the model never trained on them, so its
+  predictions are out-of-sample.
+* The training split: the model's own training predictions are in-sample
+  (it has fitted, often memorised, the labels) and are never used. Instead a
+  cheap *proxy* is cross-fitted: shrinkage linear discriminant analysis
+  (`ProxyLDA`) on the compact features of `whylow.checks.leakage`
+  (images area-averaged to 8×8 per channel; tabular features as given),
+  K-fold (5), stratified, seeded, each fold fitted on at most 10,000 rows.
+
+Telling label noise from a weak model
+-------------------------------------
+Confident learning flags every confident disagreement, and a model that is
+broken for other reasons (shifted inputs, wrong preprocessing, underfitting)
+disagrees confidently too. So a flag counts only when an independent witness
+agrees:
+
+* Evaluation split with inputs: the proxy is cross-fitted *within the split*
+  (from its own images and labels, so it is immune to train/test shift) and
+  an example is confirmed when the proxy also prefers the model's suggested
+  class to the given label. The confirmed fraction is tested against a base
+  rate of ``base_rate`` (2%: a healthy model's confident errors that a
+  second model happens to share) with a one-sided binomial test.
+  Warning: ``p < alpha`` and confirmed fraction ``>= min_rate``; critical:
+  ``>= critical_rate``.
+* Evaluation split without inputs (predictions only): the model's flags
+  alone, with a stricter gate (fraction ``>= model_only_min_rate`` against a
+  base rate of ``model_only_base_rate``) and only if the model is about as
+  confident on the flagged examples as on the ones it gets right (label
+  errors are ordinary images; a weak model's errors are low-confidence). At
+  most a warning.
+* Training split: the proxy's flagged fraction on train (cross-fitted) is
+  compared with the same proxy fitted on all of train and applied to an
+  evaluation split. Both measure the proxy's own errors; train labels are
+  noisier than the evaluation labels when the train fraction is higher by at
+  least ``min_rate`` (one-sided two-proportion z-test, ``p < alpha``);
+  critical from ``train_critical_excess``.
+
+Verification: on an evaluation split, the model's accuracy on all examples
+vs without the flagged examples (the measured effect of excluding them, not
+proof that each flagged label is wrong). For training labels only: the proxy
+re-fitted without the flagged training examples, scored on the evaluation
+split, against the proxy fitted on all of train.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import stats
+
+from whylow.checks import Check, register
+from whylow.checks.leakage import scan_split
+from whylow.context import Context
+from whylow.inputs.prepare import SplitData
+from whylow.report.finding import Finding
+
+__all__ = [
+    "LabelNoiseCheck",
+    "ProxyLDA",
+    "confident_joint",
+    "confident_thresholds",
+    "cross_fitted_probs",
+    "estimate_noise_rate",
+    "find_label_issues",
+]
+
+_SEVERITY_RANK = {None: -1, "info": 0, "warning": 1, "critical": 2}
+
+
+# -- confident learning --------------------------------------------------------
+def confident_thresholds(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Average self-confidence per class: ``t_j = mean(probs[y_true == j, j])``.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,)
+        Given (possibly noisy) labels.
+    probs : ndarray of shape (n_samples, n_classes)
+        Out-of-sample predicted probabilities.
+
+    Returns
+    -------
+    ndarray of shape (n_classes,)
+        Classes without examples get 2.0 (never reached), as in cleanlab.
+    """
+    k = probs.shape[1]
+    counts = np.bincount(y_true, minlength=k)
+    sums = np.bincount(y_true, weights=probs[np.arange(len(y_true)), y_true], minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(counts > 0, sums / np.maximum(counts, 1), 2.0)
+    return np.maximum(t, 1e-6)
+
+
+def _round_preserving_row_totals(m: np.ndarray) -> np.ndarray:
+    """Round a non-negative matrix to integers keeping each row's (rounded) total (largest remainder)."""
+    floor = np.floor(m)
+    totals = np.round(m.sum(axis=1)).astype(np.int64)
+    short = totals - floor.sum(axis=1).astype(np.int64)
+    order = np.argsort(-(m - floor), axis=1, kind="stable")
+    out = floor.astype(np.int64)
+    ranks = np.empty_like(order)
+    rows = np.arange(m.shape[0])[:, None]
+    ranks[rows, order] = np.arange(m.shape[1])[None, :]
+    out += (ranks < short[:, None]).astype(np.int64)
+    return out
+
+
+def confident_joint(y_true: np.ndarray, probs: np.ndarray, calibrate: bool = True, chunk: int = 65536) -> np.ndarray:
+    """The confident joint ``C[given, true]`` of confident learning.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,)
+    probs : ndarray of shape (n_samples, n_classes)
+    calibrate : bool
+        Scale rows to the given-label counts and the total to ``n_samples``, then round.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_classes, n_classes)
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 1, 1])
+    >>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.2, 0.8]])
+    >>> confident_joint(y, p)
+    array([[1, 1],
+           [0, 2]])
+    """
+    k = probs.shape[1]
+    t = confident_thresholds(y_true, probs)
+    cj = np.zeros(k * k, dtype=np.int64)
+    for i in range(0, len(y_true), chunk):
+        p = probs[i : i + chunk]
+        above = p >= t - 1e-6
+        n_above = above.sum(axis=1)
+        guess = np.where(n_above > 1, p.argmax(axis=1), above.argmax(axis=1))
+        ok = n_above > 0
+        cj += np.bincount(y_true[i : i + chunk][ok] * k + guess[ok], minlength=k * k)
+    cj = cj.reshape(k, k)
+    np.fill_diagonal(cj, np.maximum(np.diag(cj), 1))
+    if not calibrate:
+        return cj
+    counts = np.bincount(y_true, minlength=k).astype(np.float64)
+    cal = cj / np.maximum(cj.sum(axis=1, keepdims=True), 1e-100) * counts[:, None]
+    cal = cal / max(cal.sum(), 1e-100) * counts.sum()
+    return _round_preserving_row_totals(cal)
+
+
+def estimate_noise_rate(joint: np.ndarray) -> float:
+    """Estimated fraction of wrong labels: the off-diagonal mass of a calibrated confident joint."""
+    total = joint.sum()
+    return float(1.0 - np.trace(joint) / total) if total > 0 else 0.0
+
+
+def find_label_issues(y_true: np.ndarray, probs: np.ndarray, joint: np.ndarray | None = None) -> np.ndarray:
+    """Flag likely label errors by confident learning, pruning by noise rate.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,)
+        Given labels.
+    probs : ndarray of shape (n_samples, n_classes)
+        Out-of-sample predicted probabilities.
+    joint : ndarray of shape (n_classes, n_classes), optional
+        A calibrated confident joint (computed when omitted).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+        True for examples whose label is likely wrong.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    k = probs.shape[1]
+    if joint is None:
+        joint = confident_joint(y_true, probs)
+    flagged = np.zeros(len(y_true), dtype=bool)
+    members_of = [np.flatnonzero(y_true == c) for c in range(k)]
+    rows, cols = np.nonzero(joint)
+    for i, j in zip(rows, cols):
+        if i == j:
+            continue
+        members = members_of[i]
+        if len(members) <= 1:
+            continue
+        n_prune = int(min(joint[i, j], len(members) - 1))
+        margin = probs[members, j] - probs[members, i]
+        if n_prune >= len(members):
+            top = np.arange(len(members))
+        else:
+            top = np.argpartition(-margin, n_prune - 1)[:n_prune]
+        flagged[members[top]] = True
+    flagged &= probs.argmax(axis=1) != y_true
+    return flagged
+
+
+# -- proxy model ---------------------------------------------------------------
+class ProxyLDA:
+    """Shrinkage linear discriminant analysis: a fast, closed-form proxy classifier.
+
+    Features are standardised; the pooled within-class covariance ``S`` is
+    shrunk towards ``trace(S)/d · I`` by ``shrinkage``; scores are
+    ``x S⁻¹ mu_kᵀ - ½ mu_k S⁻¹ mu_kᵀ + log prior_k`` and probabilities their softmax.
+    """
+
+    def __init__(self, n_classes: int, shrinkage: float = 0.1):
+        self.n_classes = n_classes
+        self.shrinkage = shrinkage
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "ProxyLDA":
+        x = np.asarray(x, dtype=np.float64)
+        k = self.n_classes
+        self.mean_ = x.mean(axis=0)
+        sd = x.std(axis=0)
+        self.scale_ = np.where(sd > 1e-12, sd, 1.0)
+        z = (x - self.mean_) / self.scale_
+        counts = np.bincount(y, minlength=k).astype(np.float64)
+        mu = np.zeros((k, z.shape[1]))
+        np.add.at(mu, y, z)
+        mu /= np.maximum(counts, 1.0)[:, None]
+        zc = z - mu[y]
+        d = z.shape[1]
+        cov = zc.T @ zc / max(len(y) - int((counts > 0).sum()), 1)
+        cov = (1 - self.shrinkage) * cov + self.shrinkage * (np.trace(cov) / d) * np.eye(d)
+        self.coef_ = np.linalg.solve(cov, mu.T)
+        self.intercept_ = -0.5 * np.einsum("kd,dk->k", mu, self.coef_) + np.log(np.maximum(counts, 1e-12) / counts.sum())
+        self.intercept_[counts == 0] = -1e30
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        z = ((np.asarray(x, dtype=np.float64) - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return np.maximum(z, 1e-12) / np.maximum(z, 1e-12).sum(axis=1, keepdims=True)
+
+
+def _stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        fold[idx] = (np.arange(len(idx)) + offset) % n_folds
+        offset += len(idx)
+    return fold
+
+
+def cross_fitted_probs(features: np.ndarray, y_true: np.ndarray, n_classes: int, n_folds: int = 5,
+                       seed: int = 0, max_fit: int = 10000) -> np.ndarray:
+    """Out-of-sample probabilities of a proxy classifier by stratified K-fold cross-fitting.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_features)
+    y_true : ndarray of shape (n_samples,)
+    n_classes : int
+    n_folds : int
+    seed : int
+    max_fit : int
+        Each fold's proxy is fitted on at most this many (random) rows.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+    """
+    fold = _stratified_folds(y_true, n_folds, seed)
+    rng = np.random.default_rng(seed + 1)
+    out = np.empty((len(y_true), n_classes))
+    for f in range(n_folds):
+        fit = np.flatnonzero(fold != f)
+        if len(fit) > max_fit:
+            fit = np.sort(rng.choice(fit, size=max_fit, replace=False))
+        held = fold == f
+        out[held] = ProxyLDA(n_classes).fit(features[fit], y_true[fit]).predict_proba(features[held])
+    return out
+
+
+def _fit_proxy(features: np.ndarray, y_true: np.ndarray, n_classes: int, seed: int, max_fit: int = 10000) -> ProxyLDA:
+    idx = np.arange(len(y_true))
+    if len(idx) > max_fit:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_fit, replace=False))
+    return ProxyLDA(n_classes).fit(features[idx], y_true[idx])
+
+
+def _binom_p(k: int, n: int, p0: float) -> float:
+    return float(stats.binom.sf(k - 1, n, p0)) if k > 0 else 1.0
+
+
+_PROXY = "shrinkage LDA on 8×8 area-averaged pixels, 5-fold cross-fitted"
+
+
+@register
+class LabelNoiseCheck(Check):
+    """Likely wrong labels in the training or evaluation splits."""
+
+    name = "label-noise"
+    codes = ("label-noise",)
+    requires = ("train.y|val.y|test.y", "train.x|val.x|test.x|val.probs|test.probs")
+
+    #: Significance level of the binomial / z tests.
+    alpha = 0.01
+    #: Rate of confirmed flags a healthy model produces (null of the binomial test).
+    base_rate = 0.02
+    #: Confirmed flagged fraction from which a warning is raised.
+    min_rate = 0.05
+    #: Confirmed flagged fraction that makes the finding critical.
+    critical_rate = 0.10
+    #: Predictions-only: flagged fraction needed, and the null rate it is tested against.
+    model_only_min_rate = 0.10
+    model_only_base_rate = 0.05
+    #: Predictions-only: flagged examples' mean confidence must reach this fraction of the correct ones'.
+    model_only_confidence_ratio = 0.85
+    #: Training split: excess of its flagged fraction over the evaluation split's that makes it critical.
+    train_critical_excess = 0.15
+    #: Smallest split (and examples per class on average) the proxy is cross-fitted on.
+    min_proxy_samples = 100
+    #: Flagged examples listed in the evidence.
+    max_examples = 20
+
+    def run(self, ctx: Context) -> list[Finding]:
+        k = ctx.n_classes
+        results = []
+        for name in ("test", "val"):
+            s = ctx.split(name)
+            if s is not None and s.y is not None and (s.probs is not None or s.x is not None):
+                r = self._eval_split(ctx, s)
+                if r is not None:
+                    results.append(r)
+        train = ctx.split("train")
+        if train is not None and train.y is not None and train.x is not None and self._proxy_ok(ctx, train):
+            r = self._train_split(ctx, train)
+            if r is not None:
+                results.append(r)
+        if not results:
+            return []
+        ctx.add_artifact(self.name, "rates", {r["split"]: r["flagged_rate"] for r in results})
+        worst = max(results, key=lambda r: (_SEVERITY_RANK[r["severity"]], r["flagged_rate"]))
+        if worst["severity"] is None:
+            return []
+        splits = [{key: v for key, v in r.items() if key not in ("verified", "confidence")} for r in results]
+        evidence = {"splits": splits, "method": "confident learning (Northcutt et al. 2021), pruning by noise rate"}
+        title = self._title(worst, ctx.class_names)
+        fix = (
+            f"Review the flagged {worst['split']} examples (indices, given and suggested class in the evidence) and relabel or "
+            "drop the wrong ones; for training data, train on the cleaned labels, or use a noise-robust loss "
+            "(label smoothing, symmetric or generalised cross-entropy, co-teaching) when relabelling is not possible."
+        )
+        verified, conf = worst.get("verified"), worst["confidence"]
+        return [Finding("label-noise", worst["severity"], conf, title, evidence, fix, verified)]
+
+    # -- per split -------------------------------------------------------------
+    def _proxy_ok(self, ctx: Context, s: SplitData) -> bool:
+        n_min = self.threshold(ctx, "min_proxy_samples")
+        return s.x is not None and s.n >= max(n_min, 5 * ctx.n_classes) and len(np.unique(s.y)) >= 2
+
+    def _features(self, ctx: Context, s: SplitData) -> np.ndarray:
+        return ctx.cached(f"scan:{s.name}:False", lambda: scan_split(s))["features"]
+
+    def _examples(self, ctx, s, flagged, suggested, probs) -> list[dict]:
+        idx = np.flatnonzero(flagged)
+        margin = probs[idx, suggested[idx]] - probs[idx, s.y[idx]]
+        idx = idx[np.argsort(-margin, kind="stable")][: int(self.threshold(ctx, "max_examples"))]
+        names = ctx.class_names
+        return [
+            {
+                "index": int(i),
+                "given": names[s.y[i]],
+                "suggested": names[suggested[i]],
+                "prob_given": round(float(probs[i, s.y[i]]), 4),
+                "prob_suggested": round(float(probs[i, suggested[i]]), 4),
+            }
+            for i in idx
+        ]
+
+    def _eval_split(self, ctx: Context, s: SplitData) -> dict | None:
+        k = ctx.n_classes
+        alpha = self.threshold(ctx, "alpha")
+        proxy_probs = None
+        if self._proxy_ok(ctx, s):
+            proxy_probs = cross_fitted_probs(self._features(ctx, s), s.y, k, seed=ctx.seed)
+        if s.probs is None:
+            if proxy_probs is None:
+                return None
+            flagged = find_label_issues(s.y, proxy_probs)
+            joint = confident_joint(s.y, proxy_probs)
+            return {
+                "split": s.name,
+                "source": f"proxy only ({_PROXY} within the split); the model's predictions are missing",
+                "n": int(s.n),
+                "estimated_noise_rate": round(estimate_noise_rate(joint), 4),
+                "n_flagged": int(flagged.sum()),
+                "flagged_rate": round(float(flagged.mean()), 4),
+                "severity": None if not flagged.any() else "info",
+                "confidence": 0.3,
+                "examples": self._examples(ctx, s, flagged, proxy_probs.argmax(axis=1), proxy_probs),
+            }
+        probs = s.probs
+        joint = confident_joint(s.y, probs)
+        model_flags = find_label_issues(s.y, probs, joint)
+        suggested = probs.argmax(axis=1)
+        res = {
+            "split": s.name,
+            "n": int(s.n),
+            "estimated_noise_rate": round(estimate_noise_rate(joint), 4),
+            "n_flagged_by_model": int(model_flags.sum()),
+        }
+        if proxy_probs is not None:
+            rows = np.arange(s.n)
+            confirmed = model_flags & (proxy_probs[rows, suggested] > proxy_probs[rows, s.y])
+            rate = float(confirmed.mean())
+            p_value = _binom_p(int(confirmed.sum()), s.n, self.threshold(ctx, "base_rate"))
+            res.update(
+                source=f"model's out-of-sample predictions, confirmed by a proxy ({_PROXY} within the {s.name} split)",
+                proxy_accuracy=round(float((proxy_probs.argmax(axis=1) == s.y).mean()), 4),
+                n_flagged=int(confirmed.sum()),
+                flagged_rate=round(rate, 4),
+                p_value=p_value,
+            )
+            severity = None
+            if confirmed.any():
+                severity = "info"
+                if p_value < alpha and rate >= self.threshold(ctx, "min_rate"):
+                    severity = "critical" if rate >= self.threshold(ctx, "critical_rate") else "warning"
+            conf = min(0.97, 1.0 - p_value) * min(1.0, rate / self.threshold(ctx, "min_rate"))
+            flagged = confirmed
+        else:
+            rate = float(model_flags.mean())
+            p_value = _binom_p(int(model_flags.sum()), s.n, self.threshold(ctx, "model_only_base_rate"))
+            conf_all = probs.max(axis=1)
+            right = suggested == s.y
+            ratio = float(conf_all[model_flags].mean() / conf_all[right].mean()) if model_flags.any() and right.any() else 0.0
+            res.update(
+                source="model's out-of-sample predictions only (no inputs x to confirm with a proxy)",
+                n_flagged=int(model_flags.sum()),
+                flagged_rate=round(rate, 4),
+                p_value=p_value,
+                confidence_ratio_flagged_vs_correct=round(ratio, 4),
+            )
+            severity = None
+            if model_flags.any():
+                severity = "info"
+                if (p_value < alpha and rate >= self.threshold(ctx, "model_only_min_rate")
+                        and ratio >= self.threshold(ctx, "model_only_confidence_ratio")):
+                    severity = "warning"
+            conf = 0.7 * min(1.0, 1.0 - p_value)
+            flagged = model_flags
+        res["severity"] = severity
+        res["confidence"] = float(conf)
+        res["examples"] = self._examples(ctx, s, flagged, suggested, probs)
+        correct = suggested == s.y
+        res["accuracy_all"] = round(float(correct.mean()), 4)
+        if (~flagged).any():
+            res["accuracy_without_flagged"] = round(float(correct[~flagged].mean()), 4)
+            res["verified"] = {
+                "metric": "accuracy",
+                "before": res["accuracy_all"],
+                "after": res["accuracy_without_flagged"],
+                "note": f"model accuracy on the {s.name} split with vs without the flagged examples (the measured effect of excluding them)",
+            }
+        return res
+
+    def _train_split(self, ctx: Context, train: SplitData) -> dict | None:
+        k = ctx.n_classes
+        feats = self._features(ctx, train)
+        probs = cross_fitted_probs(feats, train.y, k, seed=ctx.seed)
+        joint = confident_joint(train.y, probs)
+        flagged = find_label_issues(train.y, probs, joint)
+        rate = float(flagged.mean())
+        res = {
+            "split": "train",
+            "source": f"proxy ({_PROXY} on train); the model's own training predictions are in-sample and not used",
+            "n": int(train.n),
+            "proxy_accuracy": round(float((probs.argmax(axis=1) == train.y).mean()), 4),
+            "estimated_noise_rate": round(estimate_noise_rate(joint), 4),
+            "n_flagged": int(flagged.sum()),
+            "flagged_rate": round(rate, 4),
+            "severity": None if not flagged.any() else "info",
+            "confidence": 0.4,
+            "examples": self._examples(ctx, train, flagged, probs.argmax(axis=1), probs),
+        }
+        ref = next(
+            (s for s in (ctx.split("test"), ctx.split("val")) if s is not None and s.y is not None and s.x is not None
+             and s.x.shape[1:] == train.x.shape[1:] and s.layout == train.layout),
+            None,
+        )
+        if ref is None:
+            res["note"] = "no labelled evaluation split with inputs to compare the proxy's flag rate with; reported for information"
+            return res
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            proxy = _fit_proxy(feats, train.y, k, ctx.seed)
+            ref_feats = self._features(ctx, ref)
+            ref_probs = proxy.predict_proba(ref_feats)
+        ref_flags = find_label_issues(ref.y, ref_probs)
+        ref_rate = float(ref_flags.mean())
+        excess = rate - ref_rate
+        n1, n0 = train.n, ref.n
+        pooled = (flagged.sum() + ref_flags.sum()) / (n1 + n0)
+        se = np.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n1 + 1 / n0))
+        p_value = float(stats.norm.sf(excess / se))
+        res.update(
+            comparison_split=ref.name,
+            comparison_flagged_rate=round(ref_rate, 4),
+            excess_rate=round(excess, 4),
+            p_value=p_value,
+        )
+        if p_value < self.threshold(ctx, "alpha") and excess >= self.threshold(ctx, "min_rate"):
+            res["severity"] = "critical" if excess >= self.threshold(ctx, "train_critical_excess") else "warning"
+            res["confidence"] = float(min(0.9, 1.0 - p_value) * min(1.0, excess / self.threshold(ctx, "min_rate")))
+            # verification: the proxy re-fitted without the flagged training examples, scored on the evaluation split
+            keep = ~flagged
+            cleaned = _fit_proxy(feats[keep], train.y[keep], k, ctx.seed)
+            before = float((ref_probs.argmax(axis=1) == ref.y).mean())
+            after = float((cleaned.predict_proba(ref_feats).argmax(axis=1) == ref.y).mean())
+            res["verified"] = {
+                "metric": "accuracy",
+                "before": round(before, 4),
+                "after": round(after, 4),
+                "note": f"proxy ({_PROXY.split(',')[0]}) trained with vs without the flagged training examples, scored on the {ref.name} split",
+            }
+        return res
+
+    @staticmethod
+    def _title(r: dict, names) -> str:
+        est = r.get("estimated_noise_rate")
+        text = f"About {r['flagged_rate']:.0%} of {r['split']} labels look wrong ({r['n_flagged']} of {r['n']} flagged"
+        if r["split"] == "train" and "comparison_flagged_rate" in r:
+            text += f"; {r['comparison_flagged_rate']:.0%} on {r['comparison_split']} by the same proxy"
+        elif est is not None:
+            text += f"; confident-learning noise estimate {est:.0%}"
+        text += ")"
+        if "accuracy_without_flagged" in r:
+            text += f"; accuracy {r['accuracy_all']:.3f} with them vs {r['accuracy_without_flagged']:.3f} without"
+        return text
