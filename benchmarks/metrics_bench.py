@@ -78,6 +78,9 @@ def machine() -> str:
         parts.append(f"netcal {netcal.__version__}")
     except ImportError:
         parts.append("netcal not installed")
+    if hasattr(os, "getloadavg"):
+        # other processes compete for the cores: wall times are only comparable within a run
+        parts.append("load average %.1f" % os.getloadavg()[0])
     return "; ".join(parts)
 
 
