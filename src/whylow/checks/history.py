@@ -20,7 +20,8 @@ The curve heuristics (`analyse_loss_curve`), in order of precedence:
   movement, and the median change is at least 10% of the curve's range.
 - **stuck**: the mean loss of the last 3 epochs is at least 95% of the prior
   NLL (the model predicts no better than the class frequencies) and the
-  curve is not a steady decrease. Reported as "too high" (a network knocked
+  second half of the curve is not a steady decrease (increases are more than
+  10% of its movement, or it does not end lower). Reported as "too high" (a network knocked
   into a dead state) only when a cross-validated linear reference (see
   `whylow.checks.fit`) shows the labels *are* predictable; otherwise the
   ``no-signal`` check explains it.
@@ -136,8 +137,11 @@ def analyse_loss_curve(
         out.update(verdict="oscillating", direction="too high")
         return out
     steady = up_share <= 0.1 and arr[-1] < arr[0]
+    half = np.diff(arr[arr.size // 2 :])
+    half_moved = np.abs(half).sum()
+    steady_tail = half_moved > 0 and half[half > 0].sum() <= 0.1 * half_moved and arr[-1] < arr[arr.size // 2]
     tail_mean = float(arr[-3:].mean())
-    if prior_nll is not None and tail_mean >= 0.95 * prior_nll and not steady:
+    if prior_nll is not None and tail_mean >= 0.95 * prior_nll and not steady_tail:
         out.update(verdict="stuck", direction="too high", tail_mean=_round(tail_mean))
         return out
     if steady and rel_decrease < slow_total and tail_ratio >= 0.5:
