@@ -270,7 +270,7 @@ def test_cli_bad_input_exits_2_with_one_sentence(run_whylow, pred_files, args, m
 
 def test_cli_scenario_shortcut(run_whylow, tmp_path, seed2):
     out = tmp_path / "seed2.json"
-    p = run_whylow("compare", "--scenario", "seed-2", "--json", out, timeout=120)
+    p = run_whylow("compare", "--scenario", "seed-2", "--json", out, timeout=600)
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())
     sharpest = max(d["models"], key=lambda m: m["sharpness"])["name"]

@@ -57,6 +57,7 @@ def compare_command(
         if scenario is not None:
             if models or predictions or test is not None:
                 fail("--scenario brings its own data and models; leave out --test, --model and --preds.")
+            from whylow.cli.demo import single_thread_torch
             from whylow.scenarios import build, list_scenarios
 
             known = [s.name for s in list_scenarios()]
@@ -64,6 +65,7 @@ def compare_command(
                 fail(f"Unknown scenario {scenario!r}; the scenarios are: {', '.join(known)}.")
             if not quiet:
                 typer.echo(f"building scenario {scenario} (seed {seed})...", err=True)
+            single_thread_torch()
             built = build(scenario, seed=seed)
             entries = scenario_models(built)
             if name:
