@@ -93,7 +93,12 @@ def synthetic_report(n_classes: int = 10, n_samples: int = 2000, seed: int = 0, 
                                                 "recall_after_adjustment": [min(1.0, (r["recall"] or 0) + 0.05) for r in per_class]}},
         "shift": {"property:brightness": {"train": rng.normal(0.5, 0.1, n), "test": rng.normal(0.6, 0.12, n)},
                   "property:contrast": {"train": rng.gamma(2, 0.1, n).tolist(), "test": rng.gamma(2, 0.12, n).tolist()}},
-        "preprocessing": {"property:max value": {"bin_edges": [0, 0.5, 1, 1.5, 2], "train": [0, 10, 80, 0], "test": [0, 0, 10, 80]}},
+        "preprocessing": {"property:max value": {"bin_edges": [0, 0.5, 1, 1.5, 2], "train": [0, 10, 80, 0], "test": [0, 0, 10, 80]},
+                          "test_quantiles": {"levels": [0.01, 0.25, 0.5, 0.75, 0.99], "train": [0, 0.1, 0.3, 0.6, 1.0],
+                                             "test": [0, 25, 76, 150, 255]},
+                          "val_quantiles": {"levels": [0.1, 0.5, 0.9], "train": [[0.1, 0.5, 0.9]] * 3,
+                                            "val": [[0.2, 0.6, 1.0], [0.1, 0.5, 0.9], [0.0, 0.4, 0.8]]}},
+        "learning-rate": {"loss_curve": {"loss": [2.0, 1.2, 0.8, 0.6, float("nan")], "val_loss": None, "verdict": "diverged"}},
         "history": {"history": {"loss": [2.0, 1.2, 0.8, 0.6, float("nan")], "val_loss": [2.1, 1.4, 1.0, 0.9, 1.1],
                                 "accuracy": [0.3, 0.6, 0.7, 0.8, 0.8], "val_accuracy": [0.3, 0.5, 0.6, 0.7, 0.7],
                                 "lr": [0.1, 0.1, 0.01, 0.01, 0.001]}},
@@ -145,6 +150,7 @@ class PageParser(HTMLParser):
         self.fetches: list[str] = []
         self.tags: dict[str, int] = {}
         self.ids: list[str] = []
+        self.all_ids: set[str] = set()
         self.text: list[str] = []
         self.css: list[str] = []
         self.imgs: list[dict] = []
@@ -152,8 +158,12 @@ class PageParser(HTMLParser):
     def _attrs(self, tag, attrs):
         self.tags[tag] = self.tags.get(tag, 0) + 1
         a = dict(attrs)
-        if "id" in a and tag in ("section",):
-            self.ids.append(a["id"])
+        if "id" in a:
+            if a["id"] in self.all_ids:
+                self.errors.append(f"duplicate id {a['id']!r}")
+            self.all_ids.add(a["id"])
+            if tag == "section":
+                self.ids.append(a["id"])
         for name, value in attrs:
             if name.lower() in _FETCH_ATTRS and value and not value.startswith(("#", "data:")):
                 self.fetches.append(f"<{tag} {name}={value!r}>")
@@ -251,18 +261,19 @@ def test_every_section_renders_from_its_artifacts(synthetic):
     assert parsed.ids == [s for s in SECTIONS], parsed.ids  # every plot section, in reading order, and no notes
     # reliability test + val, confidence histograms, per-class bars, recall vs count, confusion, priors,
     # properties, learning curves
-    assert parsed.tags.get("svg", 0) >= 10
+    assert parsed.tags.get("svg", 0) >= 11
     thumbs = [i for i in parsed.imgs if i["src"].startswith("data:image/png;base64,")]
     assert len(thumbs) == 6 and all(i.get("width") == "96" for i in thumbs)
     text = visible_text(parsed)
     assert report.verdict in text
-    assert "after temperature scaling (T=1.7)" in page  # the legend names the fitted temperature
+    assert "temperature-scaled, T=1.7 (ECE" in page  # the legend names the fitted temperature
     assert "1.2 → 0.8" in text and "-33%" in text  # verified log-loss, relative change
     assert "61.0% → 66.0%" in text and "+5.0 points" in text  # verified accuracy, in points
     assert "58.0% – 64.0%" in text  # the accuracy CI
     assert "needs inputs x of the train split" in text  # why a check was skipped
     assert "duplicate of train #3" in text  # flagged examples without thumbnails are listed
     assert "non-finite from epoch 5" in page  # the NaN loss is marked on the learning curve
+    assert "input values: train vs test" in page and "train R" in page  # quantiles, per channel when given so
 
 
 def test_findings_come_first_in_rank_order(synthetic):

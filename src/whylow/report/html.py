@@ -29,8 +29,10 @@ Artifacts read (``report.artifacts[group][key]``):
   (``[{split, index, caption}]``: listed when no thumbnails were made for them),
   ``priors`` (``{"train", "test", "test_source"}`` shares; drawn as estimated test
   priors when ``test_source`` does not say they come from labels),
-  ``recall_vs_count`` (``{"counts", "recall", "recall_after_adjustment"}`` per class).
-- ``history``: ``history`` (the per-epoch dict) or the per-epoch lists themselves.
+  ``recall_vs_count`` (``{"counts", "recall", "recall_after_adjustment"}`` per class),
+  ``<split>_quantiles`` or ``quantiles:<name>`` (``{"levels": [...], split: quantiles}``),
+  ``history``, ``learning_curves``, ``loss_curve`` (per-epoch dicts, merged; non-list entries ignored).
+- ``history``: per-epoch lists stored directly in the group are read as well.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ _BASELINE_FOR = {
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _ENV = None
-_EVIDENCE_SHOWN = 8  # evidence rows shown under a finding; the rest fold away
+_EVIDENCE_SHOWN = 6  # evidence rows shown under a serious finding; the rest fold away
 
 
 # -- formatting ---------------------------------------------------------------
@@ -172,16 +174,22 @@ class _Page:
 
     def __init__(self) -> None:
         self.notes: list[str] = []
+        self.n_figures = 0
 
     def figure(self, what: str, fn, *args, **kwargs):
         from markupsafe import Markup
+
+        from whylow.report import plots
 
         try:
             svg = fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - a broken artifact never breaks the page
             self.notes.append(f"The {what} plot was skipped: its data is malformed ({type(exc).__name__}: {exc}).")
             return None
-        return Markup(svg) if svg else None
+        if not svg:
+            return None
+        self.n_figures += 1
+        return Markup(plots.scope_ids(svg, f"wl{self.n_figures}-"))
 
 
 def _calibration_section(page: _Page, groups: dict) -> dict | None:
@@ -202,9 +210,9 @@ def _calibration_section(page: _Page, groups: dict) -> dict | None:
         if fix:
             t = temperatures.get(split, temperatures.get("*"))
             if fix == "scaled":
-                label = f"after temperature scaling (T={t:.3g})" if t is not None and math.isfinite(t) else "after temperature scaling"
+                label = f"temperature-scaled, T={t:.3g}" if t is not None and math.isfinite(t) else "temperature-scaled"
             else:
-                label = f"after {fix.replace('_', ' ')}"
+                label = f"after {fix.replace('_', ' ').replace(':', ' ')}"
             scaled.setdefault(split, []).append((label, value))
         elif split not in curves:
             curves[split] = [("as predicted", value)]
@@ -232,7 +240,7 @@ def _calibration_section(page: _Page, groups: dict) -> dict | None:
     for split in sorted(curves, key=_split_key):
         svg = page.figure(f"reliability diagram ({split})", plots.reliability_svg, f"{split} split", curves[split])
         if svg:
-            figures.append({"svg": svg, "caption": f"Reliability on the {split} split."})
+            figures.append({"svg": svg})
     if hists:
         svg = page.figure("confidence histogram", plots.confidence_hist_svg, hists)
         if svg:
@@ -405,32 +413,47 @@ def _properties_section(page: _Page, groups: dict) -> dict | None:
             for name, spec in value.items():
                 props.setdefault(str(name), spec)
     props = {k: v for k, v in props.items() if k}
-    if not props:
-        return None
-    svg = page.figure("input properties", plots.properties_svg, props)
-    if not svg:
+    quantiles = {}
+    for group in sorted(groups, key=lambda g: (g != "core", g)):
+        for key, value in groups[group].items():
+            name = str(key)
+            if isinstance(value, dict) and "levels" in value and (name.endswith("_quantiles") or name.startswith("quantiles:")):
+                split = name[: -len("_quantiles")] if name.endswith("_quantiles") else name[len("quantiles:"):]
+                others = [s for s in value if s != "levels"]
+                quantiles.setdefault(f"input values: {' vs '.join(others) or split}", value)
+    figures = []
+    if props:
+        svg = page.figure("input properties", plots.properties_svg, props)
+        if svg:
+            figures.append({"svg": svg, "caption": "Distributions of per-image properties, normalised per split.", "wide": True})
+    if quantiles:
+        svg = page.figure("input value quantiles", plots.quantiles_svg, quantiles)
+        if svg:
+            figures.append({"svg": svg, "caption": "Quantiles of the input values per split: a scale, offset or "
+                            "clipping difference shows as curves apart.", "wide": len(quantiles) > 1})
+    if not figures:
         return None
     return {
         "id": "properties",
         "title": "Input properties, train vs test",
-        "lead": "Distributions of per-image properties (normalised per split). Curves that do not overlap mean the "
-        "test inputs differ from the training inputs: a preprocessing difference or a covariate shift.",
-        "figures": [{"svg": svg, "caption": "", "wide": True}],
+        "lead": "Curves that do not overlap mean the test inputs differ from the training inputs: a preprocessing "
+        "difference or a covariate shift.",
+        "figures": figures,
     }
 
 
 def _history_section(page: _Page, groups: dict) -> dict | None:
     from whylow.report import plots
 
+    history: dict = {}
     group = groups.get("history", {})
-    history = group.get("history") if isinstance(group.get("history"), dict) else None
-    if history is None:
-        history = {k: v for k, v in group.items() if isinstance(v, (list, tuple))} or None
-    if history is None:
-        for _, _, value in _scan(groups, "history"):
-            if isinstance(value, dict):
-                history = value
-                break
+    history.update({str(k): v for k, v in group.items() if isinstance(v, (list, tuple))})
+    for key in ("history", "learning_curves", "loss_curve"):  # the per-epoch dicts checks keep, merged
+        for _, rest, value in _scan(groups, key):
+            if not rest and isinstance(value, dict):
+                for k, v in value.items():
+                    if isinstance(v, (list, tuple)) and v:
+                        history.setdefault(str(k), v)
     if not history:
         return None
     svg = page.figure("learning curves", plots.history_svg, history)
@@ -584,6 +607,7 @@ def _finding_view(f) -> dict:
     elif evidence:
         ev_rows.append(["evidence", _brief(evidence)])
     severity = getattr(f, "severity", "info")
+    shown = _EVIDENCE_SHOWN if severity in ("critical", "warning") else 0  # an info finding's evidence folds away
     return {
         "code": str(getattr(f, "code", "")),
         "severity": severity if severity in _SEVERITY_ORDER else "info",
@@ -591,8 +615,8 @@ def _finding_view(f) -> dict:
         "title": str(getattr(f, "title", "")),
         "fix": str(getattr(f, "fix", "") or ""),
         "verified": _verified_view(getattr(f, "verified", None)),
-        "evidence": ev_rows[:_EVIDENCE_SHOWN],
-        "more_evidence": ev_rows[_EVIDENCE_SHOWN:],
+        "evidence": ev_rows[:shown],
+        "more_evidence": ev_rows[shown:],
         "check": str(getattr(f, "check", "") or ""),
     }
 

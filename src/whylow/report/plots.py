@@ -27,6 +27,7 @@ import numpy as np
 __all__ = [
     "COLORS",
     "plain",
+    "scope_ids",
     "reliability_svg",
     "confidence_hist_svg",
     "per_class_svg",
@@ -34,6 +35,7 @@ __all__ = [
     "priors_svg",
     "recall_vs_count_svg",
     "properties_svg",
+    "quantiles_svg",
     "history_svg",
 ]
 
@@ -75,6 +77,10 @@ _RC = {
 
 _SVG_START = re.compile(r"<svg[\s>]")
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
+_GLOBAL_STYLE = re.compile(r"<style type=\"text/css\">\*\{[^}]*\}</style>\s*")
+_EMPTY_DEFS = re.compile(r"<defs>\s*</defs>\s*")
+_REFERENCE = re.compile(r"#([A-Za-z_][\w.:-]*)")
+_ID = re.compile(r"\sid=\"([^\"]+)\"")
 
 
 def plain(text, limit: int = 28) -> str:
@@ -83,6 +89,19 @@ def plain(text, limit: int = 28) -> str:
     if len(s) > limit:
         s = s[: limit - 1] + "…"
     return s.replace("\\", "\\\\").replace("$", r"\$")
+
+
+def scope_ids(svg: str, prefix: str) -> str:
+    """Prefix every id defined in ``svg`` (and the references to it), so several figures in one page never share an id.
+
+    The ids matplotlib writes end in a hash of what they define, so the prefix
+    only adds uniqueness within a page; it never makes two definitions collide.
+    """
+    defined = set(re.findall(r'\sid="([^"]+)"', svg))
+    if not defined:
+        return svg
+    svg = re.sub(r'(\sid=")([^"]+)"', lambda m: f'{m.group(1)}{prefix}{m.group(2)}"', svg)
+    return re.sub(r"#([A-Za-z_][\w.:-]*)", lambda m: f"#{prefix}{m.group(1)}" if m.group(1) in defined else m.group(0), svg)
 
 
 def _svg(fn):
@@ -103,6 +122,13 @@ def _svg(fn):
         if match is None:  # pragma: no cover - matplotlib always writes an <svg> root
             raise ValueError("matplotlib produced no <svg> element")
         text = _METADATA.sub("", text[match.start() :])
+        # matplotlib's global "*{stroke-linejoin...}" rule would leak into a notebook page: the report's CSS
+        # carries it scoped to its figures instead
+        text = _EMPTY_DEFS.sub("", _GLOBAL_STYLE.sub("", text))
+        # element ids ("figure_1", "axes_1"...) repeat in every figure: keep only the referenced ones (clip
+        # paths, markers), whose names hash their content, so a repeat is the same definition
+        referenced = set(_REFERENCE.findall(text))
+        text = _ID.sub(lambda m: m.group(0) if m.group(1) in referenced else "", text)
         return text.strip()
 
     return wrapper
@@ -179,7 +205,8 @@ def reliability_svg(title: str, curves: list[tuple[str, dict]]):
         Each dict has ``bin_edges`` (n_bins + 1), ``count``, ``mean_confidence``
         and ``accuracy`` (n_bins each; empty bins may be NaN). The first curve
         is drawn as "before", a second one (e.g. after temperature scaling)
-        as "after".
+        as "after". Bins with fewer than max(5, 0.2% of the samples) are drawn
+        as hollow markers outside the curve.
 
     Returns
     -------
@@ -189,7 +216,7 @@ def reliability_svg(title: str, curves: list[tuple[str, dict]]):
     if not curves:
         return None
     checked = [(label, check_curve(c)) for label, c in curves]
-    fig = _figure(4.6, 4.4)
+    fig = _figure(4.6, 4.6)
     grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.1))
     ax = fig.add_subplot(grid[0])
     axh = fig.add_subplot(grid[1], sharex=ax)
@@ -197,10 +224,16 @@ def reliability_svg(title: str, curves: list[tuple[str, dict]]):
     palette = (COLORS["before"], COLORS["after"], "#009E73", "#CC79A7")
     for i, (label, c) in enumerate(checked):
         color = palette[i % len(palette)]
-        ok = (c["count"] > 0) & np.isfinite(c["mean_confidence"]) & np.isfinite(c["accuracy"])
+        valid = (c["count"] > 0) & np.isfinite(c["mean_confidence"]) & np.isfinite(c["accuracy"])
+        # bins with a handful of samples are noise: drawn as hollow markers, not joined into the curve
+        ok = valid & (c["count"] >= max(5.0, 0.002 * c["count"].sum()))
+        sparse = valid & ~ok
         ece = _ece_of_curve(c["count"], c["mean_confidence"], c["accuracy"])
         text = f"{plain(label, 40)} (ECE {ece:.3f})" if math.isfinite(ece) else plain(label, 40)
         ax.plot(c["mean_confidence"][ok], c["accuracy"][ok], marker="o", markersize=3.5, linewidth=1.4, color=color, label=text)
+        if sparse.any():
+            ax.plot(c["mean_confidence"][sparse], c["accuracy"][sparse], linestyle="none", marker="o", markersize=3.5,
+                    markerfacecolor="none", markeredgecolor=color, markeredgewidth=0.8, alpha=0.7)
         if i == 0:
             conf, acc = c["mean_confidence"][ok], c["accuracy"][ok]
             ax.vlines(conf, np.minimum(conf, acc), np.maximum(conf, acc), color=color, alpha=0.25, linewidth=3)
@@ -214,7 +247,7 @@ def reliability_svg(title: str, curves: list[tuple[str, dict]]):
     ax.set_ylim(0.0, 1.02)
     ax.set_ylabel("accuracy in bin")
     ax.set_title(plain(title, 60))
-    ax.legend(loc="upper left")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=1, fontsize=7.5)
     ax.tick_params(labelbottom=False)
     axh.set_xlabel("confidence (max predicted probability)")
     axh.set_ylabel("samples")
@@ -618,6 +651,64 @@ def properties_svg(properties: dict[str, dict], max_panels: int = 12):
         ax.set_yticks([])
         ax.grid(axis="y", visible=False)
         ax.legend(loc="best", fontsize=7)
+    for ax in axes[len(prepared):]:
+        ax.set_visible(False)
+    return fig
+
+
+@_svg
+def quantiles_svg(panels: dict[str, dict], max_panels: int = 6):
+    """Quantile functions of input values per split: curves apart mean a different scale, offset or clipping.
+
+    Parameters
+    ----------
+    panels : dict of str to dict
+        Panel title -> ``{"levels": [...], split: quantiles, ...}``; a split's
+        quantiles have shape (n_levels,) or (n_channels, n_levels), one row per
+        channel (None for a split without values).
+    max_panels : int
+
+    Returns
+    -------
+    str or None
+    """
+    prepared = []
+    for title, spec in list(panels.items())[:max_panels]:
+        if not isinstance(spec, dict):
+            raise ValueError(f"quantiles of {title} must be a dict")
+        levels = _vector(spec.get("levels"), "levels")
+        curves = {}
+        for split, values in spec.items():
+            if split == "levels" or values is None:
+                continue
+            arr = np.asarray(values, dtype=np.float64)
+            arr = arr.reshape(1, -1) if arr.ndim == 1 else arr
+            if arr.ndim != 2 or arr.shape[1] != levels.size:
+                raise ValueError(f"{split} quantiles must have shape (n_levels,) or (n_channels, n_levels) with "
+                                 f"n_levels={levels.size}, got {arr.shape}")
+            curves[str(split)] = arr
+        if curves:
+            prepared.append((title, levels, curves))
+    if not prepared:
+        return None
+    cols = min(3, len(prepared))
+    rows = math.ceil(len(prepared) / cols)
+    fig = _figure(3.3 * cols, 2.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (title, levels, curves) in zip(axes, prepared):
+        channel_names = ("R", "G", "B") if max(c.shape[0] for c in curves.values()) == 3 else None
+        for i, split in enumerate(sorted(curves, key=_split_sort_key)):
+            rows = curves[split]
+            for c, row in enumerate(rows):
+                name = plain(split, 20)
+                if rows.shape[0] > 1:
+                    name += f" {channel_names[c] if channel_names else f'ch {c}'}"
+                ax.plot(levels, row, color=_split_color(split, i), linewidth=1.5, linestyle=("-", "--", ":", "-.")[c % 4],
+                        alpha=1.0 if i == 0 else 0.85, label=name if c < 4 else None)
+        ax.set_title(plain(title, 40))
+        ax.set_xlabel("quantile")
+        ax.set_ylabel("input value")
+        ax.legend(loc="upper left")
     for ax in axes[len(prepared):]:
         ax.set_visible(False)
     return fig
