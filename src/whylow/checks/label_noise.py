@@ -47,17 +47,24 @@ agrees:
   Warning: ``p < alpha`` and confirmed fraction ``>= min_rate``; critical:
   ``>= critical_rate``.
 * Evaluation split without inputs (predictions only): the model's flags
-  alone, with a stricter gate (fraction ``>= model_only_min_rate`` against a
-  base rate of ``model_only_base_rate``) and only if the model is about as
-  confident on the flagged examples as on the ones it gets right (label
-  errors are ordinary images; a weak model's errors are low-confidence). At
-  most a warning.
+  alone, behind a stricter gate. Wrong labels hit the model's most confident
+  predictions as often as any others, while the errors of a weak or
+  overconfident model concentrate on its less confident ones. So among the
+  10% most confident predictions (mean confidence ``c``), the disagreement
+  with the labels is tested (one-sided binomial) against the rate a
+  calibrated model would show plus a margin, ``1 - c + model_only_base_rate``;
+  a warning needs ``p < alpha``, that disagreement and the flagged fraction
+  both ``>= model_only_min_rate``. At most a warning.
 * Training split: the proxy's flagged fraction on train (cross-fitted) is
   compared with the same proxy fitted on all of train and applied to an
   evaluation split. Both measure the proxy's own errors; train labels are
   noisier than the evaluation labels when the train fraction is higher by at
   least ``min_rate`` (one-sided two-proportion z-test, ``p < alpha``);
   critical from ``train_critical_excess``.
+* A proxy alone (no model predictions for an evaluation split, or training
+  labels without an evaluation split to compare with) is reported as
+  evidence only: a weak proxy's disagreements cannot be told from label
+  errors.
 
 Verification: on an evaluation split, the model's accuracy on all examples
 vs without the flagged examples (the measured effect of excluding them, not
@@ -117,17 +124,22 @@ def confident_thresholds(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def _round_preserving_row_totals(m: np.ndarray) -> np.ndarray:
-    """Round a non-negative matrix to integers keeping each row's (rounded) total (largest remainder)."""
-    floor = np.floor(m)
-    totals = np.round(m.sum(axis=1)).astype(np.int64)
-    short = totals - floor.sum(axis=1).astype(np.int64)
-    order = np.argsort(-(m - floor), axis=1, kind="stable")
-    out = floor.astype(np.int64)
-    ranks = np.empty_like(order)
-    rows = np.arange(m.shape[0])[:, None]
-    ranks[rows, order] = np.arange(m.shape[1])[None, :]
-    out += (ranks < short[:, None]).astype(np.int64)
-    return out
+    """Round each row to integers keeping its rounded total.
+
+    Entries are rounded to nearest; a row whose rounded entries miss its
+    rounded total is corrected by ±1 on the entries with the largest rounding
+    error in the needed direction (the rule cleanlab uses, so the counts match).
+    """
+    out = np.round(m)
+    target = np.round(m.sum(axis=1))
+    for r in np.flatnonzero(np.abs(out.sum(axis=1) - target) > 1e-6):
+        while abs(out[r].sum() - target[r]) > 1e-6:
+            diff = target[r] - out[r].sum()
+            step = 1 if diff > 0 else -1
+            changes = min(int(abs(round(diff))), m.shape[1])
+            idx = np.argsort(m[r] - out[r])[::-step][:changes]
+            out[r, idx] += step
+    return out.astype(np.int64)
 
 
 def confident_joint(y_true: np.ndarray, probs: np.ndarray, calibrate: bool = True, chunk: int = 65536) -> np.ndarray:
@@ -331,11 +343,10 @@ class LabelNoiseCheck(Check):
     min_rate = 0.05
     #: Confirmed flagged fraction that makes the finding critical.
     critical_rate = 0.10
-    #: Predictions-only: flagged fraction needed, and the null rate it is tested against.
+    #: Predictions-only: flagged fraction, and disagreement among the 10% most confident predictions, needed.
     model_only_min_rate = 0.10
+    #: Predictions-only: margin over the top decile's calibrated error rate (1 - mean confidence) in the null.
     model_only_base_rate = 0.05
-    #: Predictions-only: flagged examples' mean confidence must reach this fraction of the correct ones'.
-    model_only_confidence_ratio = 0.85
     #: Training split: excess of its flagged fraction over the evaluation split's that makes it critical.
     train_critical_excess = 0.15
     #: Smallest split (and examples per class on average) the proxy is cross-fitted on.
@@ -416,7 +427,8 @@ class LabelNoiseCheck(Check):
                 "estimated_noise_rate": round(estimate_noise_rate(joint), 4),
                 "n_flagged": int(flagged.sum()),
                 "flagged_rate": round(float(flagged.mean()), 4),
-                "severity": None if not flagged.any() else "info",
+                "proxy_accuracy": round(float((proxy_probs.argmax(axis=1) == s.y).mean()), 4),
+                "severity": None,
                 "confidence": 0.3,
                 "examples": self._examples(ctx, s, flagged, proxy_probs.argmax(axis=1), proxy_probs),
             }
@@ -443,30 +455,35 @@ class LabelNoiseCheck(Check):
                 p_value=p_value,
             )
             severity = None
-            if confirmed.any():
+            if rate >= self.threshold(ctx, "min_rate"):
                 severity = "info"
-                if p_value < alpha and rate >= self.threshold(ctx, "min_rate"):
+                if p_value < alpha:
                     severity = "critical" if rate >= self.threshold(ctx, "critical_rate") else "warning"
             conf = min(0.97, 1.0 - p_value) * min(1.0, rate / self.threshold(ctx, "min_rate"))
             flagged = confirmed
         else:
             rate = float(model_flags.mean())
-            p_value = _binom_p(int(model_flags.sum()), s.n, self.threshold(ctx, "model_only_base_rate"))
+            # label errors do not spare the model's most confident predictions; a weak or
+            # overconfident model's errors do: test the disagreement rate of the top decile
+            # against what its confidence allows (calibrated errors plus a margin)
             conf_all = probs.max(axis=1)
-            right = suggested == s.y
-            ratio = float(conf_all[model_flags].mean() / conf_all[right].mean()) if model_flags.any() and right.any() else 0.0
+            top = np.argsort(-conf_all, kind="stable")[: max(1, s.n // 10)]
+            c_top = float(conf_all[top].mean())
+            d_top = float((suggested[top] != s.y[top]).mean())
+            null = min(1.0 - c_top + self.threshold(ctx, "model_only_base_rate"), 1.0)
+            p_value = _binom_p(int(round(d_top * len(top))), len(top), null)
             res.update(
                 source="model's out-of-sample predictions only (no inputs x to confirm with a proxy)",
                 n_flagged=int(model_flags.sum()),
                 flagged_rate=round(rate, 4),
+                top_decile_confidence=round(c_top, 4),
+                top_decile_disagreement=round(d_top, 4),
                 p_value=p_value,
-                confidence_ratio_flagged_vs_correct=round(ratio, 4),
             )
             severity = None
-            if model_flags.any():
+            if rate >= self.threshold(ctx, "model_only_min_rate"):
                 severity = "info"
-                if (p_value < alpha and rate >= self.threshold(ctx, "model_only_min_rate")
-                        and ratio >= self.threshold(ctx, "model_only_confidence_ratio")):
+                if p_value < alpha and d_top >= self.threshold(ctx, "model_only_min_rate"):
                     severity = "warning"
             conf = 0.7 * min(1.0, 1.0 - p_value)
             flagged = model_flags
@@ -500,7 +517,7 @@ class LabelNoiseCheck(Check):
             "estimated_noise_rate": round(estimate_noise_rate(joint), 4),
             "n_flagged": int(flagged.sum()),
             "flagged_rate": round(rate, 4),
-            "severity": None if not flagged.any() else "info",
+            "severity": None,
             "confidence": 0.4,
             "examples": self._examples(ctx, train, flagged, probs.argmax(axis=1), probs),
         }
@@ -510,7 +527,7 @@ class LabelNoiseCheck(Check):
             None,
         )
         if ref is None:
-            res["note"] = "no labelled evaluation split with inputs to compare the proxy's flag rate with; reported for information"
+            res["note"] = "no labelled evaluation split with inputs to compare the proxy's flag rate with; reported as evidence only"
             return res
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -530,6 +547,8 @@ class LabelNoiseCheck(Check):
             excess_rate=round(excess, 4),
             p_value=p_value,
         )
+        if excess >= self.threshold(ctx, "min_rate"):
+            res["severity"] = "info"
         if p_value < self.threshold(ctx, "alpha") and excess >= self.threshold(ctx, "min_rate"):
             res["severity"] = "critical" if excess >= self.threshold(ctx, "train_critical_excess") else "warning"
             res["confidence"] = float(min(0.9, 1.0 - p_value) * min(1.0, excess / self.threshold(ctx, "min_rate")))

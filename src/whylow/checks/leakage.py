@@ -17,12 +17,16 @@ yields two things:
 Near duplicates of images are found in an embedding built from the compact
 features: each row centred and scaled to unit length (so a global
 brightness/contrast change or small pixel noise barely moves it), then
-projected on the top principal components of the training rows (48
+projected on the top principal components of the training rows (32
 components when there are more than 64 features). Tabular features are
 standardised with the training mean and standard deviation instead.
-For every evaluation row the nearest training row is found by blocked matrix
-products (``|a - b|² = |a|² + |b|² - 2 a·b``; blocks of 1024 × 8192, so memory
-stays bounded and 10k × 50k pairs take about a second on two cores).
+For every evaluation row the nearest training row within the threshold is
+found by blocked matrix products (`nearest_neighbours`:
+``argmin_b |a - b|² = argmax_b (a·b - ½|b|²)``, one product of rows augmented
+with ``1`` and ``-½|b|²``), restricted to the training rows whose first
+principal coordinate lies within the threshold of the query block's
+(a pair closer than the threshold must be that close along every axis), so
+far fewer than all pairs are compared; memory is bounded by one block.
 
 The distance threshold is calibrated on the training split itself: the
 nearest-neighbour distance of (up to 2,000) training rows to the other
@@ -122,11 +126,13 @@ def _features_chunk(block: np.ndarray, layout: str | None) -> np.ndarray:
         return np.asarray(block, dtype=np.float32).reshape(len(block), -1)
     from whylow.inputs.detect import to_nhwc
 
-    img = to_nhwc(np.asarray(block), layout).astype(np.float32)
-    a = _area_matrix(img.shape[1], _MAX_SIDE)
-    b = _area_matrix(img.shape[2], _MAX_SIDE)
-    small = np.einsum("ih,nhwc,jw->nijc", a, img, b, optimize=True)
-    return small.reshape(len(block), -1)
+    img = to_nhwc(np.asarray(block), layout)
+    n, h, w, c = img.shape
+    a = _area_matrix(h, _MAX_SIDE)
+    b = np.kron(_area_matrix(w, _MAX_SIDE).T, np.eye(c, dtype=np.float32))  # averages along W, channel by channel
+    rows = np.ascontiguousarray(img, dtype=np.float32).reshape(n * h, w * c) @ b  # (n·H, w'·C)
+    small = np.matmul(a, rows.reshape(n, h, -1))  # (n, h', w'·C)
+    return small.reshape(n, -1)
 
 
 def compact_features(x: np.ndarray, layout: str | None, chunk: int = _CHUNK) -> np.ndarray:
@@ -185,9 +191,38 @@ def find_exact_matches(fp_ref: np.ndarray, fp_query: np.ndarray, x_ref, x_query,
     return np.asarray(q_idx, dtype=np.int64), np.asarray(r_idx, dtype=np.int64)
 
 
+def _nn_dense(q_aug: np.ndarray, ref_aug: np.ndarray, exclude: np.ndarray | None, block_r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best score ``q·r - ½|r|²`` and its reference index for each augmented query row."""
+    bs = np.full(len(q_aug), -np.inf, dtype=np.float32)
+    bi = np.full(len(q_aug), -1, dtype=np.int64)
+    for rs in range(0, len(ref_aug), block_r):
+        score = q_aug @ ref_aug[rs : rs + block_r].T
+        if exclude is not None:
+            ex = exclude - rs
+            rows = np.flatnonzero((ex >= 0) & (ex < score.shape[1]))
+            score[rows, ex[rows]] = -np.inf
+        j = score.argmax(axis=1)
+        v = score[np.arange(len(q_aug)), j]
+        better = v > bs
+        bs[better] = v[better]
+        bi[better] = j[better] + rs
+    return bs, bi
+
+
 def nearest_neighbours(query: np.ndarray, ref: np.ndarray, exclude_self: np.ndarray | None = None,
-                       block_q: int = 1024, block_r: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+                       radius: float | None = None, block_q: int = 1024, block_r: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean nearest reference row of every query row, by blocked matrix products.
+
+    ``argmin_r |q - r|² = argmax_r (q·r - ½|r|²)``: one product of the rows
+    augmented with ``1`` and ``-½|r|²``, block by block (memory is bounded by one
+    block), then the winners' distances are recomputed exactly.
+
+    With ``radius``, only neighbours within ``radius`` are wanted: queries and
+    references are sorted by their first coordinate, and each block of 256
+    queries is compared only with the references whose first coordinate lies
+    within ``radius`` of the block's range (any closer pair must, since
+    ``|q_0 - r_0| <= |q - r|``). Put the direction of largest spread first (a
+    principal-component rotation) and the work drops far below all pairs.
 
     Parameters
     ----------
@@ -195,45 +230,59 @@ def nearest_neighbours(query: np.ndarray, ref: np.ndarray, exclude_self: np.ndar
     ref : ndarray of shape (n_ref, d)
     exclude_self : ndarray of shape (n_query,), optional
         Reference index each query must not match (itself), or -1.
+    radius : float, optional
+        Search radius; queries without a reference that close get distance inf and index -1.
 
     Returns
     -------
     distance : ndarray of float32, shape (n_query,)
     index : ndarray of int64, shape (n_query,)
     """
-    query = np.ascontiguousarray(query, dtype=np.float32)
-    ref = np.ascontiguousarray(ref, dtype=np.float32)
-    rn = np.einsum("ij,ij->i", ref, ref)
-    best_d = np.full(len(query), np.inf, dtype=np.float32)
+    query = np.asarray(query, dtype=np.float32)
+    ref = np.asarray(ref, dtype=np.float32)
+    ref_aug = np.ascontiguousarray(np.hstack([ref, -0.5 * np.einsum("ij,ij->i", ref, ref)[:, None]]))
+    q_aug = np.ascontiguousarray(np.hstack([query, np.ones((len(query), 1), np.float32)]))
+    best_s = np.full(len(query), -np.inf, dtype=np.float32)
     best_i = np.full(len(query), -1, dtype=np.int64)
-    for qs in range(0, len(query), block_q):
-        q = query[qs : qs + block_q]
-        qn = np.einsum("ij,ij->i", q, q)
-        bd = np.full(len(q), np.inf, dtype=np.float32)
-        bi = np.full(len(q), -1, dtype=np.int64)
-        for rs in range(0, len(ref), block_r):
-            d2 = q @ ref[rs : rs + block_r].T
-            d2 *= -2.0
-            d2 += qn[:, None]
-            d2 += rn[None, rs : rs + block_r]
+    if radius is None:
+        for qs in range(0, len(query), block_q):
+            ex = None if exclude_self is None else exclude_self[qs : qs + block_q]
+            best_s[qs : qs + block_q], best_i[qs : qs + block_q] = _nn_dense(q_aug[qs : qs + block_q], ref_aug, ex, block_r)
+    elif len(ref):
+        r_order = np.argsort(ref[:, 0], kind="stable")
+        r_key = ref[r_order, 0]
+        ref_sorted = ref_aug[r_order]
+        q_order = np.argsort(query[:, 0], kind="stable")
+        for qs in range(0, len(query), 256):
+            qi = q_order[qs : qs + 256]
+            lo = np.searchsorted(r_key, query[qi, 0].min() - radius, side="left")
+            hi = np.searchsorted(r_key, query[qi, 0].max() + radius, side="right")
+            if hi <= lo:
+                continue
+            ex = None
             if exclude_self is not None:
-                ex = exclude_self[qs : qs + block_q] - rs
-                rows = np.flatnonzero((ex >= 0) & (ex < d2.shape[1]))
-                d2[rows, ex[rows]] = np.inf
-            j = d2.argmin(axis=1)
-            v = d2[np.arange(len(q)), j]
-            better = v < bd
-            bd[better] = v[better]
-            bi[better] = j[better] + rs
-        best_d[qs : qs + block_q] = bd
-        best_i[qs : qs + block_q] = bi
-    return np.sqrt(np.maximum(best_d, 0.0)), best_i
+                pos = np.empty(len(ref), dtype=np.int64)
+                pos[r_order] = np.arange(len(ref))
+                ex = np.where(exclude_self[qi] >= 0, pos[np.maximum(exclude_self[qi], 0)] - lo, -1)
+                ex[(ex < 0) | (ex >= hi - lo)] = -(10**12)
+            bs, bi = _nn_dense(q_aug[qi], ref_sorted[lo:hi], ex, block_r)
+            found = bi >= 0
+            best_s[qi[found]] = bs[found]
+            best_i[qi[found]] = r_order[lo + bi[found]]
+    dist = np.full(len(query), np.inf, dtype=np.float32)
+    ok = best_i >= 0
+    diff = query[ok] - ref[best_i[ok]]
+    dist[ok] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    if radius is not None:
+        far = dist > radius
+        dist[far], best_i[far] = np.inf, -1
+    return dist, best_i
 
 
 class _Embedder:
     """Maps compact features to the near-duplicate embedding, fitted on the training rows."""
 
-    def __init__(self, train_features: np.ndarray, is_image: bool, seed: int, n_components: int = 48, max_fit: int = 5000):
+    def __init__(self, train_features: np.ndarray, is_image: bool, seed: int, n_components: int = 32, max_fit: int = 5000):
         self.is_image = is_image
         f = self._normalise_rows(train_features) if is_image else train_features.astype(np.float32)
         if not is_image:
@@ -241,13 +290,15 @@ class _Embedder:
             sd = f.std(axis=0)
             self.std = np.where(sd > 0, sd, 1.0).astype(np.float32)
             f = (f - self.mean) / self.std
-        self.proj = None
-        if f.shape[1] > 64:
-            rng = np.random.default_rng(seed)
-            sub = f[rng.choice(len(f), size=min(max_fit, len(f)), replace=False)]
-            self.center = sub.mean(axis=0)
-            _, _, vt = np.linalg.svd(sub - self.center, full_matrices=False)
-            self.proj = vt[:n_components].T.astype(np.float32)
+        # rotate to principal axes (largest spread first, which the radius search sorts on);
+        # keep all axes up to 64 features, the top n_components beyond
+        rng = np.random.default_rng(seed)
+        sub = f[rng.choice(len(f), size=min(max_fit, len(f)), replace=False)]
+        self.center = sub.mean(axis=0)
+        centred = (sub - self.center).astype(np.float64)
+        _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending variance
+        keep = f.shape[1] if f.shape[1] <= 64 else n_components
+        self.proj = np.ascontiguousarray(vecs[:, ::-1][:, :keep], dtype=np.float32)
 
     @staticmethod
     def _normalise_rows(f: np.ndarray) -> np.ndarray:
@@ -263,8 +314,7 @@ class _Embedder:
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         f = self._normalise_rows(features) if self.is_image else (features.astype(np.float32) - self.mean) / self.std
-        if self.proj is not None:
-            f = (f - self.center) @ self.proj
+        f = (f - self.center) @ self.proj
         return np.ascontiguousarray(f, dtype=np.float32)
 
 
@@ -348,7 +398,7 @@ class LeakageCheck(Check):
         valid = embed.valid(scan["features"])
         if threshold > 0 and valid.any():
             ref_idx = np.flatnonzero(tr_valid)
-            d, j = nearest_neighbours(embed(scan["features"][valid]), tr_emb[ref_idx])
+            d, j = nearest_neighbours(embed(scan["features"][valid]), tr_emb[ref_idx], radius=threshold)
             dist[valid], nn[valid] = d, ref_idx[j]
         exact = np.zeros(s.n, dtype=bool)
         exact[q_exact] = True
