@@ -156,8 +156,8 @@ def magnitudes_for(fn, factors=(0.75, 1.0, 1.5)) -> list:
     magnitudes never go above 1 there: a value that would is replaced by
     the midpoint between the default and 1 (dropped if that is the default
     itself), and ``default / 2`` (then ``/ 4``, ...) is added until there
-    are as many magnitudes as factors. An int default stays int (at least 1). ``[None]`` when the
-    builder takes no numeric magnitude.
+    are as many magnitudes as factors. An int default stays int (at least
+    1). ``[None]`` when the builder takes no numeric magnitude.
     """
     declared = getattr(fn, "magnitudes", None)
     if declared:
@@ -203,6 +203,31 @@ def default_case(spec, seed: int = 0) -> Case:
     return Case(spec.name, spec.expected, {"seed": seed})
 
 
+def scenario_specs() -> tuple[dict, list[tuple[str, str]]]:
+    """The registered scenarios by name, and the scenario modules that failed to import (module, error).
+
+    Imports each module of `whylow.scenarios` on its own, so one broken
+    module (e.g. being edited) costs only its own scenarios, not the suite.
+    """
+    import importlib
+    import pkgutil
+
+    import whylow.scenarios as pkg
+
+    broken = []
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if not mod.name.startswith("_"):
+            try:
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")
+            except Exception as exc:  # noqa: BLE001 - reported, not fatal
+                broken.append((mod.name, _one_line(exc)))
+    try:
+        specs = pkg.list_scenarios()
+    except Exception:  # noqa: BLE001 - a module failed again: use what did register
+        specs = list(getattr(pkg, "_SCENARIOS", {}).values())
+    return {s.name: s for s in specs}, broken
+
+
 def build_suite(quick: bool = False, only: list[str] | None = None, factors=(0.75, 1.0, 1.5)) -> list[Case]:
     """Cases for every registered scenario (or those in ``only``).
 
@@ -210,11 +235,10 @@ def build_suite(quick: bool = False, only: list[str] | None = None, factors=(0.7
     magnitude with seed i; a builder without a magnitude at as many seeds
     as there are factors); healthy ones (``expected is None``) at the
     variants of `HEALTHY_VARIANTS` ("none") or at seeds 0 and 1. With
-    ``quick``, only `QUICK_SCENARIOS` at default parameters and seed 0.
+    ``quick``, only `QUICK_SCENARIOS` (topped up to three fault scenarios
+    from the others registered) at default parameters and seed 0.
     """
-    from whylow.scenarios import list_scenarios
-
-    specs = list_scenarios()
+    specs = list(scenario_specs()[0].values())
     if only:
         specs = [s for s in specs if s.name in only]
     elif quick:
@@ -302,12 +326,13 @@ def run_case(case: Case, peers: bool = True, timeout: float | None = 300.0) -> C
 
     Never raises for a failing scenario, check or peer: the failure is recorded in the result.
     """
-    from whylow.scenarios import build
-
     res = CaseResult(case)
     t0 = time.perf_counter()
     try:
-        scn = call_with_timeout(lambda: build(case.scenario, **case.params), timeout)
+        spec = scenario_specs()[0].get(case.scenario)
+        if spec is None:
+            raise LookupError(f"scenario {case.scenario!r} is not registered")
+        scn = call_with_timeout(lambda: spec.build(**case.params), timeout)
     except CallTimeout as exc:
         res.status, res.error = "timeout", f"build {exc}"
         return res
@@ -370,7 +395,8 @@ def peer_splits(scn) -> tuple[dict[str, PeerSplit], int]:
     if scn.model is not None:
         from whylow.models import as_predictor
 
-        model = as_predictor(scn.model, data_layout=splits["test"].layout)
+        layout = splits["test"].layout
+        model = as_predictor(scn.model, data_layout=None if layout == "tabular" else layout)
     ctx = Context(splits=splits, n_classes=len(names), class_names=names, model=model)
     out = {}
     n_classes = len(names)
@@ -406,7 +432,10 @@ def run_peers(scn) -> dict:
 
 
 def _features(x: np.ndarray | None, max_dims: int = 768) -> np.ndarray | None:
-    """Flattened inputs as float32 features, average-pooled until at most ``max_dims`` values per sample."""
+    """Flattened inputs as float32 features, average-pooled until at most ``max_dims`` values per sample.
+
+    Non-finite values are kept (as NaN), as a user passing their data to Datalab would.
+    """
     if x is None:
         return None
     x = np.asarray(x, dtype=np.float32)
@@ -415,7 +444,8 @@ def _features(x: np.ndarray | None, max_dims: int = 768) -> np.ndarray | None:
             h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
             x = x[:, :h, :w].reshape(len(x), h // 2, 2, w // 2, 2, x.shape[3]).mean(axis=(2, 4))
     flat = x.reshape(len(x), -1)
-    return np.nan_to_num(flat, nan=0.0, posinf=0.0, neginf=0.0)
+    flat[~np.isfinite(flat)] = np.nan  # NaN rows stay NaN: Datalab's null check is the one that should see them
+    return flat
 
 
 def peer_datalab(splits: dict[str, PeerSplit], n_classes: int) -> dict:
@@ -532,7 +562,13 @@ def peer_ks_drift(splits: dict[str, PeerSplit], n_classes: int) -> dict:
         fa, fb = ref.x.reshape(len(ref.x), -1), test.x.reshape(len(test.x), -1)
         a = {f"f{j}": fa[:, j] for j in range(fa.shape[1])}
         b = {f"f{j}": fb[:, j] for j in range(fb.shape[1])}
-    pvals = {k: float(stats.ks_2samp(a[k], b[k]).pvalue) for k in a}
+    pvals = {}
+    for k in a:
+        va, vb = a[k][np.isfinite(a[k])], b[k][np.isfinite(b[k])]
+        if len(va) and len(vb):
+            pvals[k] = float(stats.ks_2samp(va, vb).pvalue)
+    if not pvals:
+        return {"codes": [], "detail": "no finite values to compare"}
     m = len(pvals)
     worst = min(pvals, key=pvals.get)
     p_adj = min(1.0, pvals[worst] * m)
@@ -613,7 +649,8 @@ def code_table(results: list[CaseResult], peers: bool) -> str:
         rows.append(row)
     healthy = [r for r in results if r.case.expected is None]
     if healthy:
-        row = ["healthy (cases with any alarm)", len(healthy), f"{sum(bool(r.false_alarms) for r in healthy if r.ok)} alarmed", "—"]
+        alarmed = sum(bool(r.false_alarms) for r in healthy if r.ok)
+        row = ["healthy (cases with any alarm)", len(healthy), f"{alarmed} alarmed", "—"]
         if peers:
             for p in PEERS:
                 got = [r.peers.get(p) for r in healthy if r.ok]
@@ -680,6 +717,7 @@ def main(argv=None) -> int:
     only = [s.strip() for s in args.scenarios.split(",")] if args.scenarios else None
     t_start = time.perf_counter()
     try:
+        broken = scenario_specs()[1]
         cases = build_suite(quick=args.quick, only=only, factors=factors)
     except Exception as exc:  # noqa: BLE001 - e.g. a scenario module that fails to import
         print(f"detection: could not list the scenarios: {_one_line(exc)}", file=sys.stderr)
@@ -713,6 +751,9 @@ def main(argv=None) -> int:
         "healthy cases, or on fault cases with a code that is neither the injected one nor a consequence of it "
         "(`RELATED` in benchmarks/detection.py)."
     )
+    if broken:
+        print("\nScenario modules that failed to import (their scenarios are missing): "
+              + "; ".join(f"{m} ({e})" for m, e in broken))
     failed_checks = sorted({f"{name} ({reason[:80]})" for r in results for name, reason in r.failed_checks})
     if failed_checks:
         print("\nChecks that failed on some case: " + "; ".join(failed_checks))

@@ -504,12 +504,13 @@ def per_check_table(result: dict, top: int = 8) -> str | None:
     if not per or total is None:
         return None
     ranked = sorted(per.items(), key=lambda kv: -kv[1])
-    rows = [[name, fmt_seconds(t), f"{100 * t / total:.0f} %"] for name, t in ranked[:top]]
-    rest = ranked[top:]
-    if rest:
-        rows.append([f"{len(rest)} other checks", fmt_seconds(sum(t for _, t in rest)), f"{100 * sum(t for _, t in rest) / total:.0f} %"])
+    share = lambda t: f"{100 * t / total:.0f} %"  # noqa: E731
+    rows = [[name, fmt_seconds(t), share(t)] for name, t in ranked[:top]]
+    rest = sum(t for _, t in ranked[top:])
+    if ranked[top:]:
+        rows.append([f"{len(ranked) - top} other checks", fmt_seconds(rest), share(rest)])
     outside = max(0.0, total - sum(per.values()))
-    rows.append(["outside the checks (loading, validation, summary metrics, report)", fmt_seconds(outside), f"{100 * outside / total:.0f} %"])
+    rows.append(["outside the checks (loading, validation, summary metrics, report)", fmt_seconds(outside), share(outside)])
     return markdown_table([f"whylow.diagnose at N = {n:,}: where the time goes", "time", "share"], rows, "lrr")
 
 
@@ -582,9 +583,7 @@ def main(argv=None) -> int:
     passed = True
     if "cifar" in results:
         r = results["cifar"]
-        print(
-            f"### CIFAR-10-sized: N training + N/5 test images (32×32×3 uint8, 10 classes, predictions given)\n"
-        )
+        print("### CIFAR-10-sized: N training + N/5 test images (32×32×3 uint8, 10 classes, predictions given)\n")
         print(workload_table(r, baseline_rss) + "\n")
         print(checks_line(r) + "\n")
         if (t := per_check_table(r)) is not None:
@@ -606,7 +605,8 @@ def main(argv=None) -> int:
         + (f"; import baseline {fmt_bytes(baseline_rss)}." if baseline_rss else ".")
     )
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps({"elapsed_s": elapsed, "results": results}, indent=1, default=str), encoding="utf-8")
+        payload = {"elapsed_s": elapsed, "results": results}
+        Path(args.json_path).write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     if args.check:
         return 0 if passed and "cifar" in results else 1
     return 0
