@@ -61,6 +61,8 @@ def _model_predictor(model, layout):
         return None
     from whylow.models import as_predictor, load_model
 
+    layout = None if layout == "tabular" else layout  # adapters take None for N×D features
+
     if isinstance(model, (str, Path)):
         return load_model(model, data_layout=layout)
     return as_predictor(model, data_layout=layout)
