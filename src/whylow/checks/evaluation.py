@@ -22,7 +22,8 @@ The headline metric is accuracy. It misleads in two ways:
    bound at most ``max_hidden_recall``, 0.25) while accuracy is at least 0.5
    and at least ``hidden_gap`` (0.5) above that recall; or balanced accuracy
    ``hidden_gap_balanced`` (10 points) below accuracy with the paired
-   bootstrap 95% interval of the difference above 5 points. Warning.
+   bootstrap 95% interval of the difference (500 replicates) above 5 points.
+   Warning.
 
 Evidence always carries what the seed recommends reporting instead:
 accuracy, balanced accuracy, the majority baseline, per-class recall of the
@@ -34,7 +35,7 @@ small-sample
 Accuracy is a proportion, so its 95% interval is the Wilson score interval
 (a bootstrap percentile interval collapses to a point when the model makes
 no error, or only errors, on a small split; the bootstrap intervals of
-accuracy, balanced accuracy and log-loss, 1,000 replicates from
+accuracy, balanced accuracy and log-loss, 200 replicates from
 `whylow.metrics.bootstrap_ci`, are reported beside it). Warning when the
 accuracy interval is wider than ``warn_width`` (0.15: accuracy known only to
 within about ±7.5 points), or when more than half of the classes have fewer
@@ -61,7 +62,7 @@ from whylow.report.finding import Finding
 __all__ = ["MisleadingMetricCheck", "SmallSampleCheck"]
 
 
-def _paired_bootstrap_acc_minus_bal(y_true: np.ndarray, correct: np.ndarray, n_classes: int, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+def _paired_bootstrap_acc_minus_bal(y_true: np.ndarray, correct: np.ndarray, n_classes: int, n_boot: int = 500, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap 95% interval of ``accuracy - balanced_accuracy`` (same resamples for both)."""
     rng = np.random.default_rng(seed)
     n = y_true.size
@@ -218,7 +219,7 @@ class SmallSampleCheck(Check):
     #: Interval width the suggested test size aims at.
     target_width = 0.05
     #: Bootstrap replicates.
-    n_boot = 1000
+    n_boot = 200
 
     def run(self, ctx: Context) -> list[Finding]:
         test = ctx.test

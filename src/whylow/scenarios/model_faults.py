@@ -5,8 +5,13 @@ real images (scikit-learn's digits, 16×16) with one fault injected:
 
 * ``underfitting`` — a CNN of width ``width`` (1: one 3×3 filter, then two)
   trained to a plateau: it cannot fit its own training data.
-* ``overfitting`` — a wide CNN (``width`` 32) trained for ``epochs`` (60) on
-  only ``n_train`` (150) examples; the validation loss bottoms out and rises.
+* ``overfitting`` — a wide CNN (``width`` 32) trained for ``epochs`` (100) on
+  only ``n_train`` (150) examples: training accuracy ~99%, validation ~86%;
+  the validation loss bottoms out (epoch ~60-85) and rises while the training
+  loss keeps falling. At Adam lr 3e-3 the held-out scores stay moderately
+  calibrated, so the accuracy gap, not overconfidence, is the main symptom
+  (at lr 1e-2 the logits grow faster and temperature scaling recovers 20% of
+  the log-loss, which the calibration check then reports as critical).
 * ``no-signal`` — every label (train, val, test) drawn uniformly at random,
   independent of the image.
 * ``learning-rate`` — the healthy CNN trained with Adam at ``lr`` 0.5 (the
@@ -68,8 +73,8 @@ def underfitting(seed: int = 0, width: int = 1, epochs: int = 20, lr: float = 1e
                      {"fault": "capacity", "width": width, "healthy_width": 16, "epochs": epochs, "lr": lr, "seed": seed})
 
 
-@scenario("overfitting", "overfitting", "A wide CNN trained 60 epochs on 150 examples: perfect on train, much worse held out, val loss rising.")
-def overfitting(seed: int = 0, n_train: int = 150, width: int = 32, epochs: int = 60, lr: float = 1e-2) -> Scenario:
+@scenario("overfitting", "overfitting", "A wide CNN trained 100 epochs on 150 examples: ~99% on train, ~86% held out, val loss rising.")
+def overfitting(seed: int = 0, n_train: int = 150, width: int = 32, epochs: int = 100, lr: float = 3e-3) -> Scenario:
     """Build the overfitting scenario.
 
     Parameters
