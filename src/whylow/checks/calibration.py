@@ -65,8 +65,14 @@ numbers are in the evidence).
 
 Shared evidence: ``ctx.cached("temperature", ...)`` holds ``{"scaler":
 TemperatureScaler, "fitted_on": "val"|"test", "cross_fit": bool, "heldout":
-{"test": probs}, "half_temperatures": [...]}`` so other checks can reuse the
-fitted scaler and the held-out calibrated test probabilities.
+{"test": probs}, "half_temperatures": [...] or None, "log_probs": {split:
+float32 log-probabilities}}`` so other checks can reuse the fitted scaler and
+the held-out calibrated test probabilities.
+
+Cost: the test log-probabilities are computed once (float32); a temperature
+fit reads at most ``max_fit_samples`` rows (20,000) per NLL pass. Vector
+scaling and the shift-versus-scale fits run only up to
+``max_affine_classes`` classes.
 """
 
 from __future__ import annotations
@@ -196,25 +202,28 @@ def _fit_calibration(ctx: Context, max_fit_samples: int) -> dict:
     """Fit temperature scaling on val (or cross-fit on test); the value behind ``ctx.cached("temperature")``."""
     test = ctx.test
     val = next(iter(ctx.labelled("val")), None)
-    z_test, _ = to_logits(probs=test.probs)
+    z_test, kind = to_logits(probs=test.probs, dtype=np.float32)
     make = lambda: TemperatureScaler(max_fit_samples=max_fit_samples, seed=ctx.seed)  # noqa: E731
     if val is not None and len(np.unique(val.y)) >= 2:
-        scaler = make().fit(val.y, probs=val.probs)
+        z_val, _ = to_logits(probs=val.probs, dtype=np.float32)
+        scaler = make()._fit_trusted(val.y, z_val, kind)
         return {
             "scaler": scaler,
             "fitted_on": "val",
             "cross_fit": False,
-            "heldout": {"test": scaler.transform(logits=z_test)},
+            "heldout": {"test": scaler._transform_trusted(z_test, kind)},
             "half_temperatures": None,
+            "log_probs": {"test": z_test, "val": z_val},
         }
-    heldout, halves = cross_fit(make, test.y, z_test, seed=ctx.seed)
-    scaler = make().fit(test.y, logits=z_test)
+    heldout, halves = cross_fit(make, test.y, z_test, seed=ctx.seed, kind=kind)
+    scaler = make()._fit_trusted(test.y, z_test, kind)
     return {
         "scaler": scaler,
         "fitted_on": "test",
         "cross_fit": True,
         "heldout": {"test": heldout},
         "half_temperatures": [h.temperature_ for h in halves],
+        "log_probs": {"test": z_test},
     }
 
 
@@ -246,8 +255,8 @@ class CalibrationCheck(Check):
     max_affine_classes = 100
     #: Fewer labelled test samples than this: measure only, judge nothing.
     min_samples = 40
-    #: Rows used to fit a scaler (a seeded subset beyond that).
-    max_fit_samples = 50_000
+    #: Rows used to fit a scaler (a seeded subset beyond that): plenty for one temperature.
+    max_fit_samples = 20_000
 
     def run(self, ctx: Context) -> list[Finding]:
         alpha = float(self.threshold(ctx, "alpha"))
@@ -268,10 +277,11 @@ class CalibrationCheck(Check):
         ctx.add_artifact(self.name, "temperature", t)
         val = ctx.split("val")
         if cal["fitted_on"] == "val":
-            ctx.add_artifact(self.name, "reliability:val:scaled", metrics.reliability_curve(val.y, scaler.transform(probs=val.probs), 15, "width"))
+            scaled_val = scaler._transform_trusted(cal["log_probs"]["val"], "log_probs")
+            ctx.add_artifact(self.name, "reliability:val:scaled", metrics.reliability_curve(val.y, scaled_val, 15, "width"))
             ctx.add_artifact(self.name, "temperature:val", t)
 
-        z_test, _ = to_logits(probs=test.probs)
+        z_test = cal["log_probs"]["test"]
         nll_before = _nll(test.y, test.probs)
         temp = self._verify(test.y, test.probs, scaled_test, nll_before, alpha)
         candidates = {"temperature": temp}
@@ -316,10 +326,10 @@ class CalibrationCheck(Check):
             val = ctx.split("val")
             if np.bincount(val.y, minlength=ctx.n_classes).min() < need:
                 return None
-            return make().fit(val.y, probs=val.probs).transform(logits=z_test)
+            return make()._fit_trusted(val.y, cal["log_probs"]["val"], "log_probs")._transform_trusted(z_test, "log_probs")
         if np.bincount(test.y, minlength=ctx.n_classes).min() < 2 * need:
             return None
-        return cross_fit(make, test.y, z_test, seed=ctx.seed)[0]
+        return cross_fit(make, test.y, z_test, seed=ctx.seed, kind="log_probs")[0]
 
     def _shift_or_scale(self, ctx: Context, cal: dict, z_test, nll_before) -> dict | None:
         """Is the miscalibration a shift between classes (a bias) or a matter of scale (a temperature)?

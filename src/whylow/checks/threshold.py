@@ -21,6 +21,10 @@ Method
    `whylow.fixes.threshold.paired_gain_test`: for balanced accuracy a
    McNemar-type score test stratified by class (only samples whose score lies
    between the two thresholds change; one-sided z); for F1 a paired bootstrap.
+   The null hypothesis is a negligible gain (``gain <= negligible_gain``,
+   0.01), not exactly zero: a perfectly calibrated, balanced model (for which
+   0.5 is optimal) then raises nothing even on 300 samples, where a plain
+   test at 0.01 fires on about 1 seed in 400.
 
 A finding needs ``p < alpha`` (0.01) **and** a held-out gain of at least
 ``min_gain`` (0.03); it is ``critical`` when the gain is at least
@@ -54,6 +58,8 @@ class DecisionThresholdCheck(Check):
     alpha = 0.01
     #: Smallest held-out gain that matters.
     min_gain = 0.03
+    #: The test's null hypothesis is "the gain is at most this" (a negligible gain), not "no gain".
+    negligible_gain = 0.01
     #: Held-out gain that makes it critical.
     critical_gain = 0.10
     #: Fewest samples of each class on the test split (and on the fitting split) to judge at all.
@@ -83,7 +89,7 @@ class DecisionThresholdCheck(Check):
             t, fit_value = fit_threshold(test.y, p_test, metric)
             fitted_on, fit_at_half = "test", None
         before = test.probs.argmax(axis=1).astype(bool)
-        res = paired_gain_test(test.y, before, after, metric, seed=ctx.seed)
+        res = paired_gain_test(test.y, before, after, metric, margin=float(self.threshold(ctx, "negligible_gain")), seed=ctx.seed)
         ctx.add_artifact(self.name, "threshold", {"chosen": t, "fitted_on": fitted_on, "metric": metric})
         if not (res["p_value"] < alpha and res["gain"] >= float(self.threshold(ctx, "min_gain"))):
             return []
@@ -120,6 +126,7 @@ class DecisionThresholdCheck(Check):
             "gain": res["gain"],
             "gain_se": res["se"],
             "p_value": res["p_value"],
+            "null_hypothesis": f"gain <= {float(self.threshold(ctx, 'negligible_gain')):g}",
             "alpha": alpha,
             "samples_now_right": res["n_better"],
             "samples_now_wrong": res["n_worse"],

@@ -10,7 +10,8 @@ untouched: only the scores move.
 When only probabilities are available, ``log(probs)`` stands in for the
 logits. Log-probabilities differ from the logits by a constant per row, which
 softmax ignores, so ``softmax(log(probs) / T) == softmax(logits / T)``
-exactly (up to probabilities that underflowed to 0, clipped at 1e-300).
+exactly (up to probabilities that underflowed to 0, clipped at the smallest
+normal float).
 
 Fitting: ``T`` minimises the mean negative log-likelihood (NLL) of the true
 class on labelled data. As a function of ``beta = 1 / T`` the NLL is convex
@@ -25,7 +26,8 @@ done in row blocks, so memory stays bounded by one block.
 Vector scaling
 --------------
 Per-class scale and bias: ``probs = softmax(w * z + b)`` with ``w, b`` of
-shape (n_classes,), fitted by L-BFGS-B on the NLL with its analytic gradient
+shape (n_classes,), fitted by BFGS (L-BFGS-B beyond 400 parameters) on the
+NLL with its analytic gradient
 and a small ridge penalty ``l2/2 * (|w - 1/T|^2 + |b|^2)`` that pulls towards
 the temperature solution it starts from. It has ``2 * n_classes`` parameters
 and can change the argmax, so it needs many samples per class (whylow's
@@ -74,8 +76,6 @@ __all__ = [
 
 #: The ``format`` tag of a saved calibrator.
 FORMAT = "whylow.calibrator/1"
-#: Probabilities are clipped here before the log, so log(0) never appears.
-_TINY = 1e-300
 #: Elements per row block of the NLL passes.
 _BLOCK = 2**21
 
@@ -101,7 +101,7 @@ def _as_2d(values, name: str) -> np.ndarray:
     return arr
 
 
-def to_logits(logits=None, probs=None) -> tuple[np.ndarray, str]:
+def to_logits(logits=None, probs=None, dtype=np.float64) -> tuple[np.ndarray, str]:
     """Validate scores and return them as an (n_samples, n_classes) logit matrix.
 
     Parameters
@@ -110,11 +110,13 @@ def to_logits(logits=None, probs=None) -> tuple[np.ndarray, str]:
         Raw scores; a single column is a binary sigmoid logit ``z`` and becomes ``[0, z]``.
     probs : array-like of shape (n_samples, n_classes) or (n_samples,), optional
         Probabilities (rows summing to 1); a single column is ``p(class 1)``.
-        They are returned as ``log(probs)`` (clipped at 1e-300).
+        They are returned as ``log(probs)`` (clipped at the smallest normal number of ``dtype``).
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the result; float32 halves memory and time on large inputs.
 
     Returns
     -------
-    z : ndarray of shape (n_samples, n_classes), float64
+    z : ndarray of shape (n_samples, n_classes)
     kind : {"logits", "log_probs"}
         What ``z`` holds.
     """
@@ -124,7 +126,7 @@ def to_logits(logits=None, probs=None) -> tuple[np.ndarray, str]:
         z = _as_2d(logits, "logits")
         if z.ndim == 1:
             z = np.column_stack([np.zeros_like(z), z])
-        return z, "logits"
+        return z.astype(dtype, copy=False), "logits"
     p = _as_2d(probs, "probs")
     if p.min() < 0.0 or p.max() > 1.0:
         raise InvalidInputError(
@@ -138,7 +140,9 @@ def to_logits(logits=None, probs=None) -> tuple[np.ndarray, str]:
             f"probs rows must sum to 1, but their sums range from {sums.min():.4g} to {sums.max():.4g}; "
             "pass scores that are not softmax outputs as logits=."
         )
-    return np.log(np.clip(p, _TINY, 1.0)), "log_probs"
+    z = p.astype(dtype, copy=True)
+    np.maximum(z, np.finfo(dtype).tiny, out=z)
+    return np.log(z, out=z), "log_probs"
 
 
 def _check_labels(y_true, n_samples: int, n_classes: int) -> np.ndarray:
@@ -177,6 +181,14 @@ def _blocks(n_rows: int, n_cols: int):
         yield slice(start, min(n_rows, start + step))
 
 
+def _row_lse(s: np.ndarray) -> np.ndarray:
+    """Row-wise log-sum-exp of a 2-D block, using ``s`` itself as scratch space (it is overwritten)."""
+    m = s.max(axis=1)
+    s -= m[:, None]
+    np.exp(s, out=s)
+    return np.log(s.sum(axis=1, dtype=np.float64)) + m
+
+
 def nll_rows(y_true: np.ndarray, z: np.ndarray, scale=1.0, bias=None) -> np.ndarray:
     """Per-sample NLL of ``softmax(scale * z + bias)``, computed in row blocks.
 
@@ -197,7 +209,8 @@ def nll_rows(y_true: np.ndarray, z: np.ndarray, scale=1.0, bias=None) -> np.ndar
         s = z[sl] * scale
         if bias is not None:
             s += bias
-        out[sl] = logsumexp(s, axis=1) - s[rows[sl] - sl.start, y_true[sl]]
+        target = s[rows[sl] - sl.start, y_true[sl]].astype(np.float64)
+        out[sl] = _row_lse(s) - target
     return out
 
 
@@ -343,6 +356,9 @@ class TemperatureScaler(_Calibrator):
         """
         z, kind = to_logits(logits, probs)
         y = _check_labels(y_true, z.shape[0], z.shape[1])
+        return self._fit_trusted(y, z, kind)
+
+    def _fit_trusted(self, y: np.ndarray, z: np.ndarray, kind: str) -> TemperatureScaler:
         self._fit_z(y, z)
         self.input_ = kind
         return self
@@ -351,12 +367,14 @@ class TemperatureScaler(_Calibrator):
         idx = _subsample(z.shape[0], self.max_fit_samples, self.seed)
         if idx is not None:
             y, z = y[idx], z[idx]
+        # float32 halves the cost of the passes; per-row sums are still accumulated in float64
+        z = np.asarray(z, dtype=np.float32)
 
         def objective(log_t: float) -> float:
             return float(np.mean(nll_rows(y, z, math.exp(-log_t))))
 
         lo, hi = math.log(self.bounds[0]), math.log(self.bounds[1])
-        res = optimize.minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-4})
+        res = optimize.minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-3})
         log_t = float(res.x)
         before = objective(0.0)
         after = float(res.fun)
@@ -369,8 +387,11 @@ class TemperatureScaler(_Calibrator):
     def transform(self, logits=None, probs=None) -> np.ndarray:
         """Calibrated probabilities ``softmax(z / T)``, shape (n_samples, n_classes)."""
         self._check_fitted()
-        z, _ = to_logits(logits, probs)
-        return _softmax(z / self.temperature_)
+        z, kind = to_logits(logits, probs)
+        return self._transform_trusted(z, kind)
+
+    def _transform_trusted(self, z: np.ndarray, kind: str) -> np.ndarray:
+        return _softmax(z / np.asarray(self.temperature_, dtype=z.dtype))
 
     def to_dict(self) -> dict:
         """JSON-able description, read back by `from_dict`."""
@@ -474,6 +495,9 @@ class VectorScaler(_Calibrator):
         """Fit scale and bias on labelled scores (same arguments as `TemperatureScaler.fit`)."""
         z, kind = to_logits(logits, probs)
         y = _check_labels(y_true, z.shape[0], z.shape[1])
+        return self._fit_trusted(y, z, kind)
+
+    def _fit_trusted(self, y: np.ndarray, z: np.ndarray, kind: str) -> VectorScaler:
         idx = _subsample(z.shape[0], self.max_fit_samples, self.seed)
         if idx is not None:
             y, z = y[idx], z[idx]
@@ -500,10 +524,13 @@ class VectorScaler(_Calibrator):
             gb = np.zeros(k)
             for sl in _blocks(n, k):
                 s = z[sl] * w + b
-                lse = logsumexp(s, axis=1, keepdims=True)
                 r = rows[sl] - sl.start
-                loss += float(np.sum(lse[:, 0] - s[r, y[sl]]))
-                g = np.exp(s - lse)
+                target = s[r, y[sl]]
+                m = s.max(axis=1, keepdims=True)
+                g = np.exp(s - m)
+                total = g.sum(axis=1, keepdims=True)
+                loss += float(np.sum(np.log(total[:, 0]) + m[:, 0] - target))
+                g /= total
                 g[r, y[sl]] -= 1.0
                 if n_scale:
                     gw += np.einsum("ij,ij->j", g, z[sl])
@@ -514,7 +541,9 @@ class VectorScaler(_Calibrator):
             return loss, np.concatenate([gscale, gb / n + l2 * b])
 
         theta0 = np.concatenate([np.full(n_scale, w0), np.zeros(k)])
-        res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+        # BFGS (numpy only) for small problems: L-BFGS-B's tiny multithreaded BLAS calls are slow on busy machines
+        method = "BFGS" if theta0.size <= 400 else "L-BFGS-B"
+        res = optimize.minimize(fun, theta0, jac=True, method=method, options={"maxiter": 500})
         theta = res.x if res.fun <= fun(theta0)[0] else theta0
         w, b = unpack(theta)
         self.scale_, self.bias_ = np.array(w, dtype=np.float64), np.array(b, dtype=np.float64)
@@ -533,6 +562,9 @@ class VectorScaler(_Calibrator):
             raise InvalidInputError(
                 f"This vector scaler was fitted on {self.scale_.shape[0]} classes but the scores have {z.shape[1]} columns."
             )
+        return self._transform_trusted(z, kind)
+
+    def _transform_trusted(self, z: np.ndarray, kind: str) -> np.ndarray:
         if self.input_ == "log_probs" and kind == "logits":
             z = log_softmax(z)
         elif self.input_ == "logits" and kind == "log_probs":
@@ -617,7 +649,7 @@ def load_calibrator(path) -> TemperatureScaler | VectorScaler:
     return calibrator_from_dict(d)
 
 
-def cross_fit(make, y_true: np.ndarray, z: np.ndarray, seed: int = 0):
+def cross_fit(make, y_true: np.ndarray, z: np.ndarray, seed: int = 0, kind: str = "logits"):
     """Held-out calibrated probabilities by two-fold cross-fitting.
 
     Parameters
@@ -626,9 +658,11 @@ def cross_fit(make, y_true: np.ndarray, z: np.ndarray, seed: int = 0):
         ``make() -> calibrator`` (a fresh `TemperatureScaler` or `VectorScaler`).
     y_true : ndarray of shape (n_samples,)
     z : ndarray of shape (n_samples, n_classes)
-        Logits or log-probabilities.
+        Logits or log-probabilities, already validated (as `to_logits` returns them).
     seed : int
         Seed of the stratified halves.
+    kind : {"logits", "log_probs"}
+        What ``z`` holds.
 
     Returns
     -------
@@ -639,10 +673,10 @@ def cross_fit(make, y_true: np.ndarray, z: np.ndarray, seed: int = 0):
     """
     y_true = np.asarray(y_true)
     first, second = stratified_halves(y_true, seed)
-    out = np.empty(z.shape, dtype=np.float64)
+    out = np.empty(z.shape, dtype=z.dtype)
     fitted = []
     for fit_idx, apply_idx in ((first, second), (second, first)):
-        cal = make().fit(y_true[fit_idx], logits=z[fit_idx])
-        out[apply_idx] = cal.transform(logits=z[apply_idx])
+        cal = make()._fit_trusted(y_true[fit_idx].astype(np.int64), z[fit_idx], kind)
+        out[apply_idx] = cal._transform_trusted(z[apply_idx], kind)
         fitted.append(cal)
     return out, fitted

@@ -31,7 +31,9 @@ Under the null hypothesis of no gain, ``E[d] = 0`` in each class and
 ``Var(mean_c d) = (b_c + w_c) / n_c^2`` with ``b_c`` / ``w_c`` the samples of
 class c that became right / wrong: the McNemar statistic, stratified by class
 and weighted as balanced accuracy weights the classes. ``z = gain / se`` and
-the one-sided p-value is ``1 - Phi(z)``; with no changed sample p = 1. For
+the one-sided p-value is ``1 - Phi(z)``; with no changed sample p = 1. With a
+``margin`` the null is ``gain <= margin`` and ``z = (gain - margin) / se``
+(the null-variance above is kept, which is conservative there). For
 F1, which does not decompose over samples, a paired percentile bootstrap of
 the gain is used instead (p = share of resamples with gain <= 0).
 
@@ -220,9 +222,15 @@ def cross_fit_thresholds(y_true, p_pos, metric: str = "balanced_accuracy", seed:
 
 
 def paired_gain_test(
-    y_true, pred_before, pred_after, metric: str = "balanced_accuracy", n_boot: int = 2000, seed: int = 0
+    y_true,
+    pred_before,
+    pred_after,
+    metric: str = "balanced_accuracy",
+    margin: float = 0.0,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """Is ``metric`` of ``pred_after`` higher than of ``pred_before`` on the same samples?
+    """Is ``metric`` of ``pred_after`` higher than of ``pred_before`` (by more than ``margin``) on the same samples?
 
     Parameters
     ----------
@@ -230,6 +238,9 @@ def paired_gain_test(
         Binary labels and two sets of binary predictions for the same samples.
     metric : {"balanced_accuracy", "f1"}
         ``"f1"`` is the F1 of the minority class in ``y_true``.
+    margin : float, default=0.0
+        The null hypothesis is ``gain <= margin``: a positive margin asks
+        for a gain that is significantly larger than a negligible one.
     n_boot : int
         Bootstrap resamples (F1 only).
     seed : int
@@ -238,7 +249,7 @@ def paired_gain_test(
     -------
     dict
         ``before``, ``after``, ``gain``, ``se``, ``z`` (NaN for F1), ``p_value``
-        (one-sided: gain > 0), ``n_better``, ``n_worse`` (samples that became
+        (one-sided: gain > margin), ``n_better``, ``n_worse`` (samples that became
         right / wrong).
     """
     y = np.asarray(y_true).astype(np.int64)
@@ -267,13 +278,13 @@ def paired_gain_test(
             if dc.size:
                 var += 0.25 * np.count_nonzero(dc) / dc.size**2
         se = math.sqrt(var)
-        z = gain / se if se > 0 else 0.0
+        z = (gain - margin) / se if se > 0 else 0.0
         return {**out, "se": se, "z": z, "p_value": float(stats.norm.sf(z))}
     # paired bootstrap: resampling samples = resampling the counts of the 8 (label, before, after) combinations
     combo = y * 4 + b * 2 + a
     counts = np.random.default_rng(seed).multinomial(y.size, np.bincount(combo, minlength=8) / y.size, size=n_boot)
     gains = _f1_from_combos(counts, 1, minority) - _f1_from_combos(counts, 0, minority)
-    return {**out, "se": float(gains.std(ddof=1)), "z": math.nan, "p_value": float((np.sum(gains <= 0) + 1) / (n_boot + 1))}
+    return {**out, "se": float(gains.std(ddof=1)), "z": math.nan, "p_value": float((np.sum(gains <= margin) + 1) / (n_boot + 1))}
 
 
 def _f1_from_combos(counts: np.ndarray, which: int, minority: int) -> np.ndarray:
