@@ -6,6 +6,7 @@
 """
 
 from whylow._version import __version__
+from whylow.compare import compare
 from whylow.diagnose import diagnose
 from whylow.errors import InvalidInputError, MissingDependencyError, WhylowError
 from whylow.inputs import Split
@@ -20,6 +21,7 @@ __all__ = sorted(
         "Report",
         "Split",
         "WhylowError",
+        "compare",
         "__version__",
         "diagnose",
     ]

@@ -122,6 +122,15 @@ def train_torch(
         validation set is given), one value per epoch, plus ``lr``.
     """
     torch = require("torch", "torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models train several times faster on one thread than on two busy ones
+    try:
+        return _train(torch, model, x, y, x_val, y_val, epochs, lr, batch_size, weight_decay, label_smoothing, class_weights, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(torch, model, x, y, x_val, y_val, epochs, lr, batch_size, weight_decay, label_smoothing, class_weights, seed):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
