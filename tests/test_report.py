@@ -29,10 +29,14 @@ def extra_checks():
 
 
 def _healthy_split(n=400, k=3, seed=0):
+    """A calibrated model: the top class has probability c and is right with probability c."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
-    p = np.full((n, k), 0.1 / (k - 1))
-    p[np.arange(n), y] = 0.9
+    conf = rng.uniform(0.6, 1.0, n)
+    right = rng.uniform(size=n) < conf
+    pred = np.where(right, y, (y + rng.integers(1, k, n)) % k)
+    p = np.repeat(((1 - conf) / (k - 1))[:, None], k, axis=1)
+    p[np.arange(n), pred] = conf
     return Split(y=y, probs=p)
 
 
@@ -76,6 +80,8 @@ def test_a_failing_check_is_recorded_and_the_report_still_renders(extra_checks, 
     assert "Planted finding" in text and "test-boom" in text and "kaboom" in text
     md = report.to_markdown()
     assert "| test-boom | failed |" in md
+    others = [f for f in report.findings if f.check != "test-planted"]
+    assert not [f for f in others if f.severity != "info"], [(f.code, f.title) for f in others]
     assert report.fails("warning") and not report.fails("critical")
 
 
