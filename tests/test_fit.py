@@ -203,6 +203,26 @@ def test_underfitting_against_the_reference_on_tabular_data():
     assert not [g for g in report.findings if g.code == "underfitting"]
 
 
+def test_reference_on_wide_tabular_inputs_and_on_too_few_examples():
+    from whylow.checks.fit import REFERENCE_MAX_FEATURES
+
+    rng = np.random.default_rng(9)
+    n, d = 600, 3000
+    z = rng.normal(size=(n, 5))  # 3,000 correlated columns driven by 5 latent factors, like pixels
+    x = z @ rng.normal(size=(5, d)) + 0.5 * rng.normal(size=(n, d))
+    y = (z[:, 0] > 0).astype(np.int64)
+    probs = np.full((n, 2), 0.5)
+    report = whylow.diagnose(train=whylow.Split(x=x, y=y, probs=probs, layout="tabular"),
+                             test=whylow.Split(y=y[:200], probs=probs[:200]))
+    f = _mine(report, "underfitting")  # a constant model vs a reference that finds the signal after projection
+    assert REFERENCE_MAX_FEATURES < d
+    assert f.severity == "critical" and f.evidence["reference_accuracy"] > 0.9
+    tiny = whylow.diagnose(train=whylow.Split(x=x[:12], y=y[:12], probs=probs[:12], layout="tabular"),
+                           test=whylow.Split(y=y[:200], probs=probs[:200]))
+    assert {c.name: c.status for c in tiny.checks}["underfitting"] == "ran"
+    assert not [g for g in tiny.findings if g.code == "underfitting" and "reference_accuracy" in g.evidence]
+
+
 def test_underfitting_from_a_still_falling_curve_is_only_info_without_a_reference():
     rng = np.random.default_rng(5)
     y = rng.integers(0, 3, 400)

@@ -10,11 +10,13 @@ A cheap, well-understood model is fitted on the training inputs and scored by
 prediction is out of sample: a multinomial logistic regression (L2, ``C=1``)
 on standardised, flattened inputs, images first block-averaged to at most
 8×8 pixels per channel, on at most 2,000 training examples (a seeded random
-subsample). Cross-validating on *train* (not scoring on test) keeps the
-reference blind to shift between the splits, so it measures only whether the
-labels are predictable from the inputs. It is skipped (and the checks fall
-back on the model's own numbers) when the training split has no inputs, or
-fewer than 10 examples per class remain.
+subsample; inputs wider than 1,024 features after pooling are standardised
+and randomly projected to 1,024). Cross-validating on *train* (not scoring
+on test) keeps the reference blind to shift between the splits, so it
+measures only whether the labels are predictable from the inputs. Classes
+with fewer than 10 examples in the subsample are left out of it; it is
+skipped (and the checks fall back on the model's own numbers) when the
+training split has no inputs or fewer than two classes remain.
 
 Statistics
 ----------
@@ -87,6 +89,8 @@ REFERENCE_MAX_SAMPLES = 2000
 REFERENCE_POOL = 8
 #: Folds of the reference's cross-validation.
 REFERENCE_FOLDS = 3
+#: Wider inputs (tabular, or many channels) are randomly projected to this many features for the reference.
+REFERENCE_MAX_FEATURES = 1024
 #: Minimum examples per class (in the subsample) for the reference to run.
 REFERENCE_MIN_PER_CLASS = 10
 #: Permutations of the no-signal permutation tests (smallest p-value 1/500, below alpha/3 = 0.0033).
@@ -287,12 +291,19 @@ def _pool_images(imgs: np.ndarray, size: int) -> np.ndarray:
     return x.reshape(n, -1)
 
 
-def _reference_features(split: SplitData, idx: np.ndarray) -> np.ndarray:
+def _reference_features(split: SplitData, idx: np.ndarray, seed: int) -> np.ndarray:
+    """Reference features of the rows ``idx``: pooled, flattened images or the tabular columns, shape (len(idx), <= 1024)."""
     if split.is_image:
         x = _pool_images(np.asarray(split.images_nhwc()[idx]), REFERENCE_POOL)
     else:
         x = np.asarray(split.x[idx], dtype=np.float32).reshape(len(idx), -1)
-    return np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    x = np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if x.shape[1] > REFERENCE_MAX_FEATURES:
+        # standardise, then a seeded Gaussian random projection (keeps linear structure, bounds the fit's cost)
+        x = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+        proj = np.random.default_rng(seed).normal(size=(x.shape[1], REFERENCE_MAX_FEATURES)) / math.sqrt(REFERENCE_MAX_FEATURES)
+        x = x @ proj
+    return x
 
 
 def _compute_reference(ctx: Context) -> dict | None:
@@ -317,7 +328,7 @@ def _compute_reference(ctx: Context) -> dict | None:
         return None
     keep = keep_classes[y]
     idx, y = idx[keep], y[keep]
-    x = _reference_features(train, idx)
+    x = _reference_features(train, idx, ctx.seed)
     probs = np.zeros((len(idx), k))
     folds = StratifiedKFold(REFERENCE_FOLDS, shuffle=True, random_state=ctx.seed)
     from threadpoolctl import threadpool_limits

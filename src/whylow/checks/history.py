@@ -155,7 +155,7 @@ _VERDICT_WORDS = {
     "diverged": "the training loss diverged",
     "jump": "the training loss jumped from {jump_from:.3g} to {jump_to:.3g} at epoch {jump_epoch}",
     "oscillating": "the training loss oscillates instead of decreasing (it flips direction {sign_change_fraction:.0%} of the epochs)",
-    "stuck": "the training loss is stuck at the level of predicting the class frequencies ({tail_mean:.3g} vs {uninformed_loss:.3g})",
+    "stuck": "the training loss is stuck at the level of predicting the class frequencies ({tail_mean:.3f} vs {uninformed_loss:.3f})",
     "slow": "the training loss decreases slowly and steadily (only {relative_decrease:.1%} in {epochs} epochs, still falling at the same rate)",
 }
 
