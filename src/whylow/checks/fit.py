@@ -74,13 +74,19 @@ from whylow.inputs.prepare import SplitData
 from whylow.report.finding import Finding
 
 __all__ = [
-    "UnderfittingCheck",
-    "OverfittingCheck",
     "NoSignalCheck",
-    "reference_fit",
+    "OverfittingCheck",
+    "UnderfittingCheck",
+    "bootstrap_mean_diff",
     "fit_evidence",
-    "signal_tests",
+    "headline_hidden",
+    "held_out",
+    "loss_still_falling",
     "prior_nll",
+    "reference_fit",
+    "reference_has_signal",
+    "signal_tests",
+    "wilson_interval",
 ]
 
 #: Largest training subsample the reference model is fitted on.
@@ -486,6 +492,8 @@ class UnderfittingCheck(Check):
     alpha = 0.01
     #: Relative training-loss drop per epoch at the end that counts as "still falling".
     still_falling = 0.05
+    #: Training accuracy above which there is nothing left to fit (no history-only finding).
+    near_perfect = 0.99
 
     def run(self, ctx: Context) -> list[Finding]:
         ev = fit_evidence(ctx, self.threshold(ctx, "warn_deficit"), self.threshold(ctx, "critical_deficit"), self.threshold(ctx, "alpha"))
@@ -502,7 +510,7 @@ class UnderfittingCheck(Check):
             if is_falling
             else ""
         )
-        if level is None and "reference_accuracy" not in ev and is_falling and ev["train_accuracy"] < 0.99:
+        if level is None and "reference_accuracy" not in ev and is_falling and ev["train_accuracy"] < self.threshold(ctx, "near_perfect"):
             return [
                 Finding(
                     code="underfitting",
