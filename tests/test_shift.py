@@ -1,0 +1,123 @@
+"""covariate-shift: image-property drift, a domain classifier, output drift, and the accuracy it explains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import whylow
+from whylow.checks.shift import domain_classifier, holm
+from whylow.inputs import Split
+from whylow.scenarios import build
+
+MINE = ("preprocessing-mismatch", "covariate-shift", "data-quality")
+
+
+def test_holm_matches_the_step_down_definition():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1 -> max(0.06, 0.04)=0.06
+    np.testing.assert_allclose(holm(p), [0.03, 0.06, 0.06, 0.02])
+    assert holm([]).size == 0
+
+
+def test_domain_classifier_separates_only_different_data():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 10)), rng.normal(size=(300, 10))
+    same = domain_classifier(a, b, seed=0)
+    assert 0.4 < same["auc"] < 0.6 and same["p_value"] > 0.01
+    b[:, 3] += 1.0
+    diff = domain_classifier(a, b, seed=0)
+    assert diff["auc"] > 0.7 and diff["p_value"] < 1e-6
+    assert len(diff["scores_ref"]) == 300 and len(diff["scores_tst"]) == 300
+
+
+def test_pooled_thumbnail_scale_ignores_rounding_sized_offsets():
+    """A pixel constant within each split but off by 1e-4 between them is no shift."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(200, 16)), rng.normal(size=(200, 16))
+    a[:, 0], b[:, 0] = -0.9610, -0.9611
+    assert domain_classifier(a, b, seed=0)["auc"] > 0.95  # scaled on its own, the constant pixel separates
+    assert domain_classifier(a, b, seed=0, groups=[slice(0, 16)])["auc"] < 0.65
+
+
+def _tabular(seed, shift=0.0, n=600):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=5)
+    x_tr, x_te = rng.random((n, 5)), rng.random((n // 2, 5))
+    x_te[:, 2] += shift
+    y_tr, y_te = (x_tr @ w > np.median(x_tr @ w)).astype(int), (x_te @ w > np.median(x_tr @ w)).astype(int)
+    p_te = np.clip(np.column_stack([1 - y_te, y_te]) * 0.8 + 0.1, 0, 1)
+    return Split(x=x_tr, y=y_tr), Split(x=x_te, y=y_te, probs=p_te)
+
+
+def test_tabular_column_drift_is_found_and_a_clean_split_is_not():
+    train, test = _tabular(0, shift=0.5)
+    report = whylow.diagnose(test=test, train=train)
+    found = [f for f in report.findings if f.code == "covariate-shift"]
+    assert found and found[0].severity == "warning"
+    assert found[0].evidence["drifted"][0]["property"] == "column 2"
+    train, test = _tabular(1)
+    report = whylow.diagnose(test=test, train=train)
+    assert not [f for f in report.findings if f.code in MINE and f.severity != "info"]
+
+
+# -- full diagnoses --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def single_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reports(single_thread):
+    cache = {}
+
+    def get(name, seed=0, **params):
+        key = (name, seed, tuple(sorted(params.items())))
+        if key not in cache:
+            cache[key] = build(name, seed=seed, **params).diagnose()
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("name, property_", [("lighting", "brightness"), ("blur", "sharpness")])
+def test_shift_scenarios_put_covariate_shift_on_top(reports, name, property_):
+    report = reports(name)
+    top = report.findings[0]
+    assert top.code == "covariate-shift", [(f.code, f.severity, f.title) for f in report.findings[:3]]
+    assert top.severity == "critical"
+    ev = top.evidence
+    assert property_ in [d["property"] for d in ev["drifted"]]
+    assert ev["domain_classifier"]["auc"] >= 0.9 and ev["domain_classifier"]["p_value"] < 0.01
+    assert ev["accuracy_drop_explained"] >= 0.05 and ev["drop_p_value"] < 0.01
+    assert ev["output_drift_bbsd"]["reference"] == "val"
+    assert "judged_on" not in ev  # no preprocessing mismatch to undo
+    assert not [f for f in report.findings if f.code == "preprocessing-mismatch"]
+    assert "augmentation" in top.fix
+    hists = report.artifacts["covariate-shift"]["property_histograms"]
+    assert sum(hists[property_]["train"]) == report.inputs["splits"]["train"]["n"]
+
+
+def test_blur_is_described_as_blurrier(reports):
+    top = reports("blur").findings[0]
+    assert "blurrier" in top.title and "sharpness" in top.title
+
+
+def test_mild_shift_is_reported_without_being_critical(reports):
+    report = reports("blur", magnitude=0.6)
+    found = [f for f in report.findings if f.code == "covariate-shift"]
+    assert found and found[0].severity in ("warning", "critical")
+    assert found[0].evidence["drifted"][0]["property"] in ("sharpness", "noise", "clipped", "contrast")
+
+
+@pytest.mark.parametrize("seed, rgb", [(0, False), (1, True), (2, False), (3, True)])
+def test_healthy_scenarios_raise_nothing_from_the_input_checks(single_thread, seed, rgb):
+    report = build("none", seed=seed, rgb=rgb).diagnose()
+    assert not [(f.code, f.severity, f.title) for f in report.findings if f.code in MINE and f.severity != "info"]
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses["covariate-shift"] == statuses["preprocessing-mismatch"] == statuses["data-quality"] == "ran"
