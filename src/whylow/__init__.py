@@ -9,6 +9,7 @@ from whylow._version import __version__
 from whylow.compare import compare
 from whylow.diagnose import diagnose
 from whylow.errors import InvalidInputError, MissingDependencyError, WhylowError
+from whylow.fixes.temperature import TemperatureScaler, VectorScaler, load_calibrator
 from whylow.inputs import Split
 from whylow.report import CheckStatus, Finding, Report
 
@@ -20,7 +21,10 @@ __all__ = sorted(
         "MissingDependencyError",
         "Report",
         "Split",
+        "TemperatureScaler",
+        "VectorScaler",
         "WhylowError",
+        "load_calibrator",
         "compare",
         "__version__",
         "diagnose",
