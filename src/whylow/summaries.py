@@ -85,8 +85,8 @@ __all__ = ["InputSummary", "Lattice", "summarise", "split_summary", "row_hashes"
 #: Per-image scalar properties, in the order used for feature vectors.
 PROPERTIES = ("brightness", "contrast", "sharpness", "noise", "colourfulness", "clipped")
 
-#: Default chunk size, in values per chunk (about 8 MB of float32).
-DEFAULT_CHUNK_VALUES = 2_000_000
+#: Default chunk size, in values per chunk (about 4 MB of float32: cache-friendly, measured fastest).
+DEFAULT_CHUNK_VALUES = 1_000_000
 
 _SKETCH_SHIFT = 16
 _SKETCH_BINS = 1 << (32 - _SKETCH_SHIFT)
@@ -470,55 +470,55 @@ class InputSummary:
         self._update_thumbnails(xf, props["hash"], n0, h, w, ch, bad)
 
     def _image_properties(self, xf, cmean, cvar, h, w, ch) -> dict[str, np.ndarray]:
-        nh = xf.shape[0]
+        nh, hw = xf.shape[0], h * w
+        # grey level times ch (the division is applied to the scalar results)
         if ch == 1:
             g = xf[..., 0]
         else:
-            g = xf[..., 0].copy()
-            for k in range(1, ch):
+            g = xf[..., 0] + xf[..., 1]
+            for k in range(2, ch):
                 g += xf[..., k]
-            g *= np.float32(1.0 / ch)
+        scale = 1.0 / ch
         g2 = g.reshape(nh, -1)
-        bright = g2.sum(axis=1, dtype=np.float64) / (h * w)
-        gsq = np.einsum("ij,ij->i", g2, g2).astype(np.float64) / (h * w)
+        bright = g2.sum(axis=1, dtype=np.float64) * (scale / hw)
+        gsq = np.einsum("ij,ij->i", g2, g2).astype(np.float64) * (scale * scale / hw)
         contrast = np.sqrt(np.maximum(gsq - bright * bright, 0.0))
-        # sharpness: RMS gradient
+        sharp = np.full(nh, np.nan)
+        noise = np.full(nh, np.nan)
         if h >= 2 and w >= 2:
             dx = (g[:, :, 1:] - g[:, :, :-1]).reshape(nh, -1)
-            dy = (g[:, 1:, :] - g[:, :-1, :]).reshape(nh, -1)
-            energy = (np.einsum("ij,ij->i", dx, dx).astype(np.float64) + np.einsum("ij,ij->i", dy, dy)) / (h * w)
-            sharp = np.sqrt(energy)
-        else:
-            sharp = np.full(nh, np.nan)
-        # Immerkær noise
-        if h >= 3 and w >= 3:
-            r = g[:, :-2, :] + g[:, 2:, :]
-            r -= 2 * g[:, 1:-1, :]
-            r2 = r[:, :, :-2] + r[:, :, 2:]
-            r2 -= 2 * r[:, :, 1:-1]
-            np.abs(r2, out=r2)
-            noise = _NOISE_CONST * r2.reshape(nh, -1).sum(axis=1, dtype=np.float64) / ((h - 2) * (w - 2))
-        else:
-            noise = np.full(nh, np.nan)
-        # colourfulness
+            dy = g[:, 1:, :] - g[:, :-1, :]
+            dyf = dy.reshape(nh, -1)
+            energy = np.einsum("ij,ij->i", dx, dx).astype(np.float64) + np.einsum("ij,ij->i", dyf, dyf)
+            sharp = np.sqrt(energy / hw) * scale
+            if h >= 3 and w >= 3:
+                # Immerkær: second difference along y (from dy), then along x
+                r = dy[:, 1:, :] - dy[:, :-1, :]
+                r2 = r[:, :, :-2] + r[:, :, 2:]
+                r2 -= r[:, :, 1:-1]
+                r2 -= r[:, :, 1:-1]
+                np.abs(r2, out=r2)
+                noise = _NOISE_CONST * scale * r2.reshape(nh, -1).sum(axis=1, dtype=np.float64) / ((h - 2) * (w - 2))
         if ch >= 3:
             rr, gg, bb = xf[..., 0], xf[..., 1], xf[..., 2]
             d_rg = (rr - gg).reshape(nh, -1)
-            d_yb = (rr + gg).reshape(nh, -1)
+            d_yb = rr + gg
             d_yb *= np.float32(0.5)
-            d_yb -= bb.reshape(nh, -1)
-            m_rg = d_rg.sum(axis=1, dtype=np.float64) / (h * w)
-            m_yb = d_yb.sum(axis=1, dtype=np.float64) / (h * w)
-            v_rg = np.maximum(np.einsum("ij,ij->i", d_rg, d_rg) / (h * w) - m_rg**2, 0.0)
-            v_yb = np.maximum(np.einsum("ij,ij->i", d_yb, d_yb) / (h * w) - m_yb**2, 0.0)
+            d_yb -= bb
+            d_yb = d_yb.reshape(nh, -1)
+            m_rg = cmean[:, 0] - cmean[:, 1]
+            m_yb = 0.5 * (cmean[:, 0] + cmean[:, 1]) - cmean[:, 2]
+            v_rg = np.maximum(np.einsum("ij,ij->i", d_rg, d_rg) / hw - m_rg**2, 0.0)
+            v_yb = np.maximum(np.einsum("ij,ij->i", d_yb, d_yb) / hw - m_yb**2, 0.0)
             colour = np.sqrt(v_rg + v_yb) + 0.3 * np.sqrt(m_rg**2 + m_yb**2)
         else:
             colour = np.zeros(nh)
         gmin = g2.min(axis=1)
         gmax = g2.max(axis=1)
-        at_edge = (g2 == gmin[:, None]) | (g2 == gmax[:, None])
-        clipped = at_edge.sum(axis=1) / (h * w)
-        gray_range = (gmax - gmin).astype(np.float64)
+        at_edge = np.count_nonzero(g2 == gmin[:, None], axis=1) + np.count_nonzero(g2 == gmax[:, None], axis=1)
+        at_edge = at_edge - np.where(gmin == gmax, hw, 0)  # a constant image counted its pixels twice
+        clipped = at_edge / hw
+        gray_range = (gmax - gmin).astype(np.float64) * scale
         return {
             "brightness": bright,
             "contrast": contrast,
@@ -872,7 +872,7 @@ def summarise(
     split : SplitData or array-like of shape (n_samples, ...)
         A validated split (its ``x`` and ``layout`` are used) or an array.
     chunk_size : int, optional
-        Samples per chunk; by default about 2 million values per chunk.
+        Samples per chunk; by default about 1 million values per chunk.
     layout : {"NHWC", "NCHW", "NHW", "tabular"}, optional
         Layout of an array ``split`` (inferred from its shape when omitted).
     name : str, optional
