@@ -11,15 +11,6 @@ from whylow.scenarios import build
 
 MY_CHECKS = {"underfitting", "overfitting", "no-signal", "misleading-metric", "small-sample", "learning-rate"}
 
-#: Another check's verified finding that currently outranks ours on our scenario (see the ranking note in the
-#: hand-off): (our code, their code). The top-finding test xfails only on exactly these; any other top finding fails.
-KNOWN_RANKING_CONFLICTS = {
-    ("overfitting", "overconfidence"): "overconfidence (calibration check) is critical with a verified temperature-scaling gain, "
-    "and ranking puts verified gains before the causal tier, so the symptom outranks the overfitting that produces it",
-    ("no-signal", "label-noise"): "label-noise (label-noise check) is critical with a verified accuracy gain from dropping "
-    "flagged examples, which on random labels is selection, not a fix; ranking puts verified gains before tier 0",
-}
-
 
 @pytest.fixture(scope="module")
 def diagnosed():
@@ -45,10 +36,7 @@ def _describe(report) -> list:
 
 
 def _assert_top(report, expected: str) -> None:
-    top = report.findings[0]
-    if top.code != expected and (expected, top.code) in KNOWN_RANKING_CONFLICTS:
-        pytest.xfail(KNOWN_RANKING_CONFLICTS[(expected, top.code)])
-    assert top.code == expected, _describe(report)
+    assert report.findings and report.findings[0].code == expected, _describe(report)
 
 
 def _mine(report, code):
@@ -203,8 +191,18 @@ def test_underfitting_against_the_reference_on_tabular_data():
     assert not [g for g in report.findings if g.code == "underfitting"]
 
 
+def _run_check(check_cls, **splits):
+    """Run one check on validated splits (no other check), returning its findings."""
+    from whylow.context import Context
+    from whylow.inputs import prepare_splits
+
+    prepared, names = prepare_splits(splits)
+    ctx = Context(splits=prepared, n_classes=len(names), class_names=names)
+    return check_cls().run(ctx)
+
+
 def test_reference_on_wide_tabular_inputs_and_on_too_few_examples():
-    from whylow.checks.fit import REFERENCE_MAX_FEATURES
+    from whylow.checks.fit import REFERENCE_MAX_FEATURES, UnderfittingCheck
 
     rng = np.random.default_rng(9)
     n, d = 600, 3000
@@ -212,15 +210,12 @@ def test_reference_on_wide_tabular_inputs_and_on_too_few_examples():
     x = z @ rng.normal(size=(5, d)) + 0.5 * rng.normal(size=(n, d))
     y = (z[:, 0] > 0).astype(np.int64)
     probs = np.full((n, 2), 0.5)
-    report = whylow.diagnose(train=whylow.Split(x=x, y=y, probs=probs, layout="tabular"),
-                             test=whylow.Split(y=y[:200], probs=probs[:200]))
-    f = _mine(report, "underfitting")  # a constant model vs a reference that finds the signal after projection
+    test = whylow.Split(y=y[:200], probs=probs[:200])
+    (f,) = _run_check(UnderfittingCheck, train=whylow.Split(x=x, y=y, probs=probs, layout="tabular"), test=test)
+    # a constant model vs a reference that finds the signal after the random projection
     assert REFERENCE_MAX_FEATURES < d
     assert f.severity == "critical" and f.evidence["reference_accuracy"] > 0.9
-    tiny = whylow.diagnose(train=whylow.Split(x=x[:12], y=y[:12], probs=probs[:12], layout="tabular"),
-                           test=whylow.Split(y=y[:200], probs=probs[:200]))
-    assert {c.name: c.status for c in tiny.checks}["underfitting"] == "ran"
-    assert not [g for g in tiny.findings if g.code == "underfitting" and "reference_accuracy" in g.evidence]
+    assert _run_check(UnderfittingCheck, train=whylow.Split(x=x[:12], y=y[:12], probs=probs[:12], layout="tabular"), test=test) == []
 
 
 def test_underfitting_from_a_still_falling_curve_is_only_info_without_a_reference():

@@ -14,34 +14,12 @@ pytest.importorskip("torch")
 
 from whylow.scenarios import build, list_scenarios  # noqa: E402
 
-#: (our code, their code) -> why their finding currently outranks ours on the seed example.
-KNOWN_RANKING_CONFLICTS = {
-    ("misleading-metric", "class-imbalance"): "class-imbalance is critical with a verified balanced-accuracy gain "
-    "(logit adjustment of a model without signal, on 21 positives: within noise); ranking puts verified gains before the causal tier",
-}
-
-
-def _diagnose(sc):
-    """``sc.diagnose()``; xfails on the known core bug that a tabular model cannot be passed to diagnose yet."""
-    from whylow.errors import InvalidInputError
-
-    try:
-        return sc.diagnose()
-    except InvalidInputError as exc:
-        if "data_layout must be one of" in str(exc) and "'tabular'" in str(exc):
-            pytest.xfail("core bug (reported): diagnose passes layout 'tabular' to as_predictor, which wants None for tabular data")
-        raise
-
-
 def _describe(report) -> list:
     return [(f.code, f.severity, f.check, f.verified is not None, f.title[:90]) for f in report.findings]
 
 
 def _assert_top(report, expected: str) -> None:
-    top = report.findings[0]
-    if top.code != expected and (expected, top.code) in KNOWN_RANKING_CONFLICTS:
-        pytest.xfail(KNOWN_RANKING_CONFLICTS[(expected, top.code)])
-    assert top.code == expected, _describe(report)
+    assert report.findings and report.findings[0].code == expected, _describe(report)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +33,7 @@ def seed2():
 @pytest.fixture(scope="module")
 def seed3():
     sc = build("seed-3")
-    return sc, _diagnose(sc)
+    return sc, sc.diagnose()
 
 
 def test_both_are_registered_with_their_expected_codes():
@@ -87,7 +65,7 @@ def test_seed2_over_parametrised_model_is_more_extreme_than_the_reduced_one(seed
 
 def test_seed2_is_diagnosed_as_no_signal(seed2, validate_report):
     sc, _ = seed2
-    report = _diagnose(sc)
+    report = sc.diagnose()
     _assert_top(report, "no-signal")
     f = report.findings[0]
     assert f.severity == "critical"
