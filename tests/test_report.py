@@ -94,9 +94,12 @@ def test_ranking_puts_causes_before_symptoms():
             f("small-sample", sev="info"),
             f("overfitting"),
             f("covariate-shift", verified={"metric": "accuracy", "before": 0.5, "after": 0.8}),
+            f("label-noise", verified={"metric": "accuracy", "before": 0.1, "after": 0.2}),
         ]
     )
-    assert [x.code for x in ranked] == ["covariate-shift", "no-signal", "overfitting", "overconfidence", "small-sample"]
+    assert [x.code for x in ranked] == [
+        "no-signal", "covariate-shift", "label-noise", "overfitting", "overconfidence", "small-sample"
+    ]
 
 
 def test_finding_validation():

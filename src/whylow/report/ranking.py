@@ -3,14 +3,17 @@
 The rule, applied as a sort key (earlier items win):
 
 1. Severity: ``critical`` before ``warning`` before ``info``.
-2. Verified recovery: a finding whose fix was applied and re-measured with a
+2. Root causes (tier 0: unusable data, labels with no signal) come first:
+   nothing downstream can be fixed while they hold, and the "fixes" of their
+   symptoms (dropping flagged labels, re-weighting) only fit noise.
+3. Verified recovery: a finding whose fix was applied and re-measured with a
    large gain (``Finding.improvement`` above ``LARGE_GAIN``) outranks one
    without, so a proven cause beats a plausible one.
-3. Causal tier (`CAUSAL_TIER`): causes before the symptoms they produce. Data
-   that cannot support a conclusion (data-quality, leakage, no-signal) comes
-   first, then what breaks the input pipeline, then training problems, then
+4. Causal tier (`CAUSAL_TIER`): causes before the symptoms they produce:
+   what breaks the input pipeline, then data distribution, then training
+   problems (a bad learning rate before the underfitting it causes), then
    score-level effects (calibration, thresholds), then how it was measured.
-4. Confidence, then verified gain, highest first.
+5. Confidence, then verified gain, highest first.
 """
 
 from __future__ import annotations
@@ -44,10 +47,12 @@ LARGE_GAIN = 0.05
 
 
 def _key(f: Finding):
+    tier = CAUSAL_TIER.get(f.code, 9)
     return (
         SEVERITIES.index(f.severity),
+        0 if tier == 0 else 1,
         0 if f.improvement > LARGE_GAIN else 1,
-        CAUSAL_TIER.get(f.code, 9),
+        tier,
         -f.confidence,
         -f.improvement,
     )
