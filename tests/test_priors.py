@@ -182,13 +182,36 @@ def test_label_shift_prediction_only_input():
     assert found[0].evidence["em_estimate"]["tv_to_true_test_priors"] < 0.05
 
 
+@pytest.fixture(scope="module")
+def healthy():
+    return {seed: build("none", seed=seed) for seed in (0, 1)}
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_healthy_raises_no_prior_warning(seed):
-    report = build("none", seed=seed).diagnose()
+def test_healthy_raises_no_prior_warning(healthy, seed):
+    report = healthy[seed].diagnose()
     noisy = [f for f in report.findings if f.code in MY_CODES and f.severity != "info"]
     assert not noisy, [(f.code, f.title) for f in noisy]
     ran = {c.name: c.status for c in report.checks}
     assert ran["label-shift"] == "ran" and ran["class-imbalance"] == "ran"
+
+
+def test_unlabelled_covariate_shift_is_not_called_label_shift(healthy):
+    """Brighter test images move the predicted-class histogram, but re-weighting classes cannot explain the inputs."""
+    sc = healthy[0]
+    x = np.clip(sc.test.x * 2.5, 0.0, 1.0).astype(np.float32)
+    report = sc.diagnose(test=whylow.Split(x=x))
+    shift = [f for f in report.findings if f.code == "label-shift"]
+    assert len(shift) == 1 and shift[0].severity == "info" and "covariate" in shift[0].title
+    check = shift[0].evidence["input_check"]
+    assert check["rms_smd_after_reweighting"] >= 0.25 and check["p_value_after_reweighting"] < 0.01
+
+
+def test_unlabelled_label_shift_passes_input_check(shift_unlabelled):
+    _, report = shift_unlabelled
+    check = next(f for f in report.findings if f.code == "label-shift").evidence["input_check"]
+    assert check["rms_smd_after_reweighting"] < check["rms_smd_raw"]
+    assert check["rms_smd_after_reweighting"] < 0.25
 
 
 def test_balanced_training_no_imbalance_finding():

@@ -40,12 +40,16 @@ agrees:
 
 * Evaluation split with inputs: the proxy is cross-fitted *within the split*
   (from its own images and labels, so it is immune to train/test shift) and
-  an example is confirmed when the proxy also prefers the model's suggested
-  class to the given label. The confirmed fraction is tested against a base
-  rate of ``base_rate`` (2%: a healthy model's confident errors that a
-  second model happens to share) with a one-sided binomial test.
-  Warning: ``p < alpha`` and confirmed fraction ``>= min_rate``; critical:
-  ``>= critical_rate``.
+  an example is confirmed when confident learning flags it on the proxy's
+  probabilities too and the proxy predicts the model's suggested class. The
+  confirmed fraction is tested against a base rate of ``base_rate`` (2%: a
+  healthy model's confident errors that a second model happens to share,
+  e.g. genuinely ambiguous images) with a one-sided binomial test. Two
+  witnesses only count if they carry signal: Cohen's kappa between the
+  model's and the proxy's predicted classes must reach ``min_kappa`` (when
+  the labels are unpredictable, both are at chance and agree with each
+  other only by chance). Warning: ``p < alpha``, kappa ``>= min_kappa`` and
+  confirmed fraction ``>= min_rate``; critical: ``>= critical_rate``.
 * Evaluation split without inputs (predictions only): the model's flags
   alone, behind a stricter gate. Wrong labels hit the model's most confident
   predictions as often as any others, while the errors of a weak or
@@ -54,13 +58,16 @@ agrees:
   with the labels is tested (one-sided binomial) against the rate a
   calibrated model would show plus a margin, ``1 - c + model_only_base_rate``;
   a warning needs ``p < alpha``, that disagreement and the flagged fraction
-  both ``>= model_only_min_rate``. At most a warning.
+  both ``>= model_only_min_rate``, and the disagreement below one half (if
+  most confident predictions contradict the labels, the labels carry no
+  signal for this model: that is no-signal, not noise). At most a warning.
 * Training split: the proxy's flagged fraction on train (cross-fitted) is
   compared with the same proxy fitted on all of train and applied to an
   evaluation split. Both measure the proxy's own errors; train labels are
   noisier than the evaluation labels when the train fraction is higher by at
-  least ``min_rate`` (one-sided two-proportion z-test, ``p < alpha``);
-  critical from ``train_critical_excess``.
+  least ``min_rate`` (one-sided two-proportion z-test, ``p < alpha``) and
+  the proxy carries signal (kappa with the training labels ``>=
+  min_proxy_kappa``); critical from ``train_critical_excess``.
 * A proxy alone (no model predictions for an evaluation split, or training
   labels without an evaluation split to compare with) is reported as
   evidence only: a weak proxy's disagreements cannot be told from label
@@ -320,6 +327,13 @@ def _fit_proxy(features: np.ndarray, y_true: np.ndarray, n_classes: int, seed: i
     return ProxyLDA(n_classes).fit(features[idx], y_true[idx])
 
 
+def _kappa(a: np.ndarray, b: np.ndarray, n_classes: int) -> float:
+    """Cohen's kappa between two predicted-class vectors (agreement beyond chance)."""
+    agree = float(np.mean(a == b))
+    chance = float(np.dot(np.bincount(a, minlength=n_classes), np.bincount(b, minlength=n_classes))) / len(a) ** 2
+    return (agree - chance) / (1.0 - chance) if chance < 1.0 else 0.0
+
+
 def _binom_p(k: int, n: int, p0: float) -> float:
     return float(stats.binom.sf(k - 1, n, p0)) if k > 0 else 1.0
 
@@ -341,6 +355,10 @@ class LabelNoiseCheck(Check):
     base_rate = 0.02
     #: Confirmed flagged fraction from which a warning is raised.
     min_rate = 0.05
+    #: Agreement (Cohen's kappa) between the model's and the proxy's predictions needed for them to confirm anything.
+    min_kappa = 0.4
+    #: Training split: agreement (kappa) of the proxy's predictions with the training labels needed to trust its flags.
+    min_proxy_kappa = 0.2
     #: Confirmed flagged fraction that makes the finding critical.
     critical_rate = 0.10
     #: Predictions-only: flagged fraction, and disagreement among the 10% most confident predictions, needed.
@@ -443,19 +461,27 @@ class LabelNoiseCheck(Check):
             "n_flagged_by_model": int(model_flags.sum()),
         }
         if proxy_probs is not None:
-            rows = np.arange(s.n)
-            confirmed = model_flags & (proxy_probs[rows, suggested] > proxy_probs[rows, s.y])
+            proxy_pred = proxy_probs.argmax(axis=1)
+            proxy_flags = find_label_issues(s.y, proxy_probs)
+            confirmed = model_flags & proxy_flags & (proxy_pred == suggested)
             rate = float(confirmed.mean())
             p_value = _binom_p(int(confirmed.sum()), s.n, self.threshold(ctx, "base_rate"))
+            kappa = _kappa(suggested, proxy_pred, k)
             res.update(
                 source=f"model's out-of-sample predictions, confirmed by a proxy ({_PROXY} within the {s.name} split)",
-                proxy_accuracy=round(float((proxy_probs.argmax(axis=1) == s.y).mean()), 4),
+                proxy_accuracy=round(float((proxy_pred == s.y).mean()), 4),
+                model_proxy_kappa=round(kappa, 4),
                 n_flagged=int(confirmed.sum()),
                 flagged_rate=round(rate, 4),
                 p_value=p_value,
             )
             severity = None
-            if rate >= self.threshold(ctx, "min_rate"):
+            if kappa < self.threshold(ctx, "min_kappa"):
+                res["note"] = (
+                    f"the model and the proxy agree little beyond chance (kappa {kappa:.2f}): their shared "
+                    "disagreement with the labels is not evidence of wrong labels"
+                )
+            elif rate >= self.threshold(ctx, "min_rate"):
                 severity = "info"
                 if p_value < alpha:
                     severity = "critical" if rate >= self.threshold(ctx, "critical_rate") else "warning"
@@ -483,7 +509,7 @@ class LabelNoiseCheck(Check):
             severity = None
             if rate >= self.threshold(ctx, "model_only_min_rate"):
                 severity = "info"
-                if p_value < alpha and d_top >= self.threshold(ctx, "model_only_min_rate"):
+                if p_value < alpha and self.threshold(ctx, "model_only_min_rate") <= d_top < 0.5:
                     severity = "warning"
             conf = 0.7 * min(1.0, 1.0 - p_value)
             flagged = model_flags
@@ -547,9 +573,11 @@ class LabelNoiseCheck(Check):
             excess_rate=round(excess, 4),
             p_value=p_value,
         )
-        if excess >= self.threshold(ctx, "min_rate"):
-            res["severity"] = "info"
-        if p_value < self.threshold(ctx, "alpha") and excess >= self.threshold(ctx, "min_rate"):
+        proxy_kappa = _kappa(probs.argmax(axis=1), train.y, k)
+        res["proxy_label_kappa"] = round(proxy_kappa, 4)
+        if proxy_kappa < self.threshold(ctx, "min_proxy_kappa"):
+            res["note"] = f"the proxy barely predicts the training labels (kappa {proxy_kappa:.2f}); its flags are not evidence"
+        elif p_value < self.threshold(ctx, "alpha") and excess >= self.threshold(ctx, "min_rate"):
             res["severity"] = "critical" if excess >= self.threshold(ctx, "train_critical_excess") else "warning"
             res["confidence"] = float(min(0.9, 1.0 - p_value) * min(1.0, excess / self.threshold(ctx, "min_rate")))
             # verification: the proxy re-fitted without the flagged training examples, scored on the evaluation split

@@ -17,7 +17,10 @@ needs ``p < alpha`` **and** ``TV >= min_tv``. The fix (prior correction,
 ``p'_k ∝ p_k q_k / pi_k``) is verified by two-fold cross-fitting on the test
 split: priors estimated (add-one smoothed) on one stratified half, applied to
 the other half, and the two halves' adjusted predictions scored together
-against the unadjusted ones (accuracy and log loss). The label-free EM
+against the unadjusted ones (accuracy and log loss, each with a 99% normal
+interval of the mean per-sample gain). It is critical when the gain reaches
+``critical_accuracy_gain`` or ``critical_log_loss_gain`` (relative) and its
+interval excludes 0. The label-free EM
 estimate of Saerens et al. is also scored (EM never reads the labels, so
 scoring it on all test labels is out-of-sample for the fit).
 
@@ -28,7 +31,17 @@ conditioned, EM otherwise. Significance is the chi-square test of the
 predicted-class histograms (reference split vs test), which under pure
 label shift detects the shift without labels (BBSD); the effect size is the
 TV distance between the estimated test priors and ``pi``. Nothing can be
-re-measured without labels, so the finding is at most a warning.
+re-measured without labels, so the finding is at most a warning. A covariate
+shift moves the predicted-class histogram too, so the label-shift
+explanation is tested on the inputs: under label shift ``p(x | y)`` is
+unchanged, hence the reference split's inputs re-weighted by
+``q_y / pi_ref_y`` must match the test inputs. The means of the top 10
+principal components of the compact features (8×8 area averages) are
+compared (sum of squared z statistics, chi-square with 10 degrees of
+freedom; effect size the RMS standardised mean difference). When a
+significant difference of at least ``max_residual_smd`` remains after
+re-weighting, the finding is only informational and points to
+covariate-shift.
 
 Telling it apart from class-imbalance: when the training priors are skewed
 (max/min count ratio ``>= imbalance_ratio``) and the test priors are much
@@ -45,13 +58,20 @@ labelled test split, the pooled recall of minority classes is compared with
 that of the other classes by a one-sided two-proportion z-test (are
 minority samples recalled less often?); the effect size is the recall gap.
 Spearman's correlation of per-class recall with ``log n_k`` and the mean
-true-class probability per class are reported as evidence. The fix is
-verified by post-hoc logit adjustment (``p'_k ∝ p_k / pi_k^tau``, Menon et
-al. 2021) with ``tau`` fitted on the validation split when it has enough
-samples of every class (``tau = 1`` otherwise), scored by balanced accuracy
-on the test split. A warning needs ``p < alpha`` and a gap of at least
-``min_recall_gap``; it is critical when logit adjustment recovers at least
-``critical_gain`` balanced accuracy.
+true-class probability per class are reported as evidence. Under-prediction
+is blamed on the imbalance only when the model still *ranks* minority
+examples above the others: the mean one-vs-rest AUROC of the minority
+classes' probabilities must reach ``min_minority_auroc`` with a significant
+Mann-Whitney test (Stouffer-combined over minority classes). Without that
+the outputs carry no usable signal about those classes (no-signal data, an
+untrained model) and the finding stays informational. The fix is verified
+by post-hoc logit adjustment (``p'_k ∝ p_k / pi_k^tau``, Menon et al. 2021)
+with ``tau`` fitted on the validation split when it has enough samples of
+every class (``tau = 1`` otherwise), scored by balanced accuracy on the test
+split, with a 95% paired-bootstrap interval of the gain. A warning needs
+``p < alpha``, a gap of at least ``min_recall_gap`` and the ranking signal;
+it is critical when logit adjustment recovers at least ``critical_gain``
+balanced accuracy and the interval of the gain excludes 0.
 """
 
 from __future__ import annotations
@@ -127,6 +147,45 @@ def _chi2_homogeneity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
+def _ovr_auroc(y: np.ndarray, scores: np.ndarray, k: int) -> tuple[float, float]:
+    """One-vs-rest AUROC of class ``k`` from its probability column, and the Mann-Whitney z statistic."""
+    pos = y == k
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan"), 0.0
+    ranks = stats.rankdata(scores)
+    auc = (ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+    z = (auc - 0.5) / np.sqrt((n1 + n0 + 1) / (12.0 * n1 * n0))
+    return float(auc), float(z)
+
+
+def _balanced_accuracy_gain_ci(y: np.ndarray, before: np.ndarray, after: np.ndarray, k: int, seed: int,
+                               n_boot: int = 200, level: float = 0.95) -> tuple[float, float]:
+    """Paired bootstrap interval of ``balanced_accuracy(after) - balanced_accuracy(before)`` (predicted classes)."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    rows = min(n_boot, max(1, 20_000_000 // max(n, 1)))
+    idx = rng.integers(0, n, size=(rows, n))
+    yb = y[idx]
+    offset = (np.arange(rows)[:, None] * k + yb).ravel()
+    support = np.bincount(offset, minlength=rows * k).reshape(rows, k)
+    gains = []
+    for pred in (before, after):
+        hit = (pred[idx] == yb).ravel()
+        tp = np.bincount(offset[hit], minlength=rows * k).reshape(rows, k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gains.append(np.nanmean(np.where(support > 0, tp / np.maximum(support, 1), np.nan), axis=1))
+    diff = gains[1] - gains[0]
+    a = (1 - level) / 2
+    return float(np.quantile(diff, a)), float(np.quantile(diff, 1 - a))
+
+
+def _mean_ci(d: np.ndarray, z: float = 2.576) -> list[float]:
+    """99% normal interval of the mean of per-sample differences ``d``."""
+    half = z * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else float("inf")
+    return [round(float(d.mean()) - half, 5), round(float(d.mean()) + half, 5)]
+
+
 def _named(values: np.ndarray, names: list[str], digits: int = 3) -> dict:
     return {names[k]: round(float(v), digits) for k, v in enumerate(values)}
 
@@ -161,6 +220,9 @@ class LabelShiftCheck(Check):
     critical_log_loss_gain = 0.20
     #: Training max/min count ratio from which the training set counts as imbalanced.
     imbalance_ratio = 3.0
+    #: Without test labels: residual input difference (RMS standardised mean difference after re-weighting
+    #: the reference inputs to the estimated priors) beyond which the shift is not label shift.
+    max_residual_smd = 0.25
 
     def run(self, ctx: Context) -> list[Finding]:
         k = ctx.n_classes
@@ -196,6 +258,23 @@ class LabelShiftCheck(Check):
             return []
         shift = np.argsort(-(q - pi))
         up, down = names[shift[0]], names[shift[-1]]
+        if test.y is None:
+            beyond = self._inputs_beyond_label_shift(ctx, q, evidence)
+            if beyond:
+                return [
+                    Finding(
+                        code="label-shift",
+                        severity="info",
+                        confidence=0.3,
+                        title=(
+                            f"The predicted-class histogram moved (TV distance {tv:.2f} from training priors), but the test inputs "
+                            "changed beyond what new class priors explain: this is more likely covariate shift (see covariate-shift)"
+                        ),
+                        evidence=evidence,
+                        fix="Check the covariate-shift and preprocessing findings first; label priors cannot be estimated from predictions when the inputs shifted.",
+                        verified=None,
+                    )
+                ]
         from_imbalance = imbalance_explains_shift(pi, q, ratio, self.threshold(ctx, "imbalance_ratio"))
         if from_imbalance:
             evidence["train_imbalance_ratio"] = round(ratio, 2)
@@ -240,6 +319,9 @@ class LabelShiftCheck(Check):
             fit, ev = fold != f, fold == f
             adjusted[ev] = adjust_priors(probs[ev], pi, smoothed_priors(y[fit], k))
         before, after = _score(y, probs), _score(y, adjusted)
+        rows = np.arange(len(y))
+        d_acc = (adjusted.argmax(axis=1) == y).astype(float) - (probs.argmax(axis=1) == y)
+        d_ll = np.log(np.clip(adjusted[rows, y], 1e-15, 1)) - np.log(np.clip(probs[rows, y], 1e-15, 1))  # loss reduction
         q_em, n_iter = em_priors(probs, pi)
         em_after = _score(y, adjust_priors(probs, pi, q_em))
         evidence["prior_correction"] = {
@@ -248,6 +330,8 @@ class LabelShiftCheck(Check):
             "accuracy_after": round(after["accuracy"], 4),
             "log_loss_before": round(before["log_loss"], 4),
             "log_loss_after": round(after["log_loss"], 4),
+            "accuracy_gain_99ci": _mean_ci(d_acc),
+            "log_loss_reduction_99ci": _mean_ci(d_ll),
         }
         evidence["em_estimate"] = {
             "priors": _named(q_em, ctx.class_names),
@@ -282,11 +366,67 @@ class LabelShiftCheck(Check):
         evidence["method"] = method
         return q, stat, p_value
 
+    def _inputs_beyond_label_shift(self, ctx: Context, q: np.ndarray, evidence: dict) -> bool:
+        """Whether the test inputs differ from reference inputs re-weighted to the estimated test priors.
+
+        Under label shift ``p(x | y)`` is unchanged, so the reference split's
+        inputs weighted by ``w_y = q_y / pi_ref_y`` match the test inputs in
+        distribution. Compared on the top principal components of the compact
+        features: a chi-square sum of squared z statistics of the mean
+        differences, and the root-mean-square standardised mean difference as
+        the effect size.
+        """
+        from whylow.checks.leakage import scan_split
+
+        test = ctx.test
+        ref = next(
+            (s for s in (ctx.split("val"), ctx.split("train"))
+             if s is not None and s.y is not None and s.x is not None and test.x is not None
+             and s.x.shape[1:] == test.x.shape[1:] and s.layout == test.layout),
+            None,
+        )
+        if ref is None:
+            evidence["input_check"] = "not possible (needs inputs x for test and a labelled reference split)"
+            return False
+        k = ctx.n_classes
+        fr = ctx.cached(f"scan:{ref.name}:False", lambda: scan_split(ref))["features"].astype(np.float64)
+        ft = ctx.cached(f"scan:{test.name}:False", lambda: scan_split(test))["features"].astype(np.float64)
+        mu, sd = fr.mean(axis=0), fr.std(axis=0) + 1e-9
+        zr, zt = (fr - mu) / sd, (ft - mu) / sd
+        m = min(10, zr.shape[1])
+        _, vecs = np.linalg.eigh(np.cov(zr.T))
+        proj = vecs[:, ::-1][:, :m]
+        a, b = zr @ proj, zt @ proj
+        pi_ref = np.bincount(ref.y, minlength=k) / ref.n
+        out = {}
+        for name, w in (("raw", np.ones(ref.n)), ("reweighted", (q / np.maximum(pi_ref, 1e-12))[ref.y])):
+            w = w / w.sum()
+            ma = w @ a
+            va = w @ (a - ma) ** 2
+            n_eff = 1.0 / np.sum(w**2)
+            mb, vb = b.mean(axis=0), b.var(axis=0)
+            z = (mb - ma) / np.sqrt(va / n_eff + vb / len(b) + 1e-12)
+            smd = (mb - ma) / np.sqrt((va + vb) / 2 + 1e-12)
+            out[name] = (float(np.sum(z**2)), float(np.sqrt(np.mean(smd**2))))
+        p_resid = float(stats.chi2.sf(out["reweighted"][0], m))
+        evidence["input_check"] = {
+            "reference_split": ref.name,
+            "components": m,
+            "chi2_raw": round(out["raw"][0], 2),
+            "chi2_after_reweighting": round(out["reweighted"][0], 2),
+            "p_value_after_reweighting": p_resid,
+            "rms_smd_raw": round(out["raw"][1], 4),
+            "rms_smd_after_reweighting": round(out["reweighted"][1], 4),
+        }
+        return p_resid < self.threshold(ctx, "alpha") and out["reweighted"][1] >= self.threshold(ctx, "max_residual_smd")
+
     def _critical(self, ctx: Context, evidence: dict) -> bool:
         pc = evidence["prior_correction"]
         acc_gain = pc["accuracy_after"] - pc["accuracy_before"]
         ll_gain = (pc["log_loss_before"] - pc["log_loss_after"]) / max(pc["log_loss_before"], 1e-12)
-        return acc_gain >= self.threshold(ctx, "critical_accuracy_gain") or ll_gain >= self.threshold(ctx, "critical_log_loss_gain")
+        acc_ok = acc_gain >= self.threshold(ctx, "critical_accuracy_gain") and pc["accuracy_gain_99ci"][0] > 0
+        ll_ok = ll_gain >= self.threshold(ctx, "critical_log_loss_gain") and pc["log_loss_reduction_99ci"][0] > 0
+        return acc_ok or ll_ok
 
 
 @register
@@ -304,8 +444,10 @@ class ClassImbalanceCheck(Check):
     alpha = 0.01
     #: Smallest recall gap between majority and minority classes that matters.
     min_recall_gap = 0.10
-    #: Balanced-accuracy gain of logit adjustment that makes the finding critical.
+    #: Balanced-accuracy gain of logit adjustment that makes the finding critical (its 95% bootstrap interval must exclude 0).
     critical_gain = 0.05
+    #: Mean one-vs-rest AUROC of the minority classes needed (the model must rank them, only too low).
+    min_minority_auroc = 0.6
     #: Validation samples needed in every class to fit tau there (else tau = 1).
     min_val_per_class = 10
 
@@ -370,11 +512,13 @@ class ClassImbalanceCheck(Check):
         ba_before, ba_after = metrics.balanced_accuracy(y, probs), metrics.balanced_accuracy(y, adjusted)
         pcm_after = metrics.per_class_metrics(y, adjusted)
         gain = ba_after - ba_before
+        gain_lo, gain_hi = _balanced_accuracy_gain_ci(y, probs.argmax(axis=1), adjusted.argmax(axis=1), k, ctx.seed)
         evidence["logit_adjustment"] = {
             "tau": tau,
             "tau_source": tau_source,
             "balanced_accuracy_before": round(ba_before, 4),
             "balanced_accuracy_after": round(ba_after, 4),
+            "gain_95ci": [round(gain_lo, 4), round(gain_hi, 4)],
             "accuracy_before": round(metrics.accuracy(y, probs), 4),
             "accuracy_after": round(metrics.accuracy(y, adjusted), 4),
             "minority_recall_after": round(float(pcm_after["recall"][minority & present].mean()), 4) if (minority & present).any() else None,
@@ -391,10 +535,28 @@ class ClassImbalanceCheck(Check):
             "after": round(ba_after, 4),
             "note": f"post-hoc logit adjustment with tau={tau:g} ({tau_source}), scored on the test split",
         }
-        if p_value >= self.threshold(ctx, "alpha") or gap < self.threshold(ctx, "min_recall_gap"):
+        # does the model rank minority examples above the others? (signal that a bias, not blindness, hides them)
+        aucs, zs = [], []
+        for c in np.flatnonzero(minority & present):
+            auc_c, z_c = _ovr_auroc(y, probs[:, c], c)
+            aucs.append(auc_c)
+            zs.append(z_c)
+        minority_auc = float(np.mean(aucs)) if aucs else float("nan")
+        auc_p = float(stats.norm.sf(np.sum(zs) / np.sqrt(len(zs)))) if zs else 1.0
+        evidence["minority_auroc"] = None if np.isnan(minority_auc) else round(minority_auc, 4)
+        evidence["minority_auroc_p_value"] = auc_p
+        alpha = self.threshold(ctx, "alpha")
+        if p_value >= alpha or gap < self.threshold(ctx, "min_recall_gap"):
             return [self._info(ratio, evidence, counts, names, verified)]
-        severity = "critical" if gain >= self.threshold(ctx, "critical_gain") else "warning"
-        confidence = float(min(0.99, (1 - p_value) * (0.9 if gain > 0.01 else 0.7)))
+        if auc_p >= alpha or minority_auc < self.threshold(ctx, "min_minority_auroc"):
+            evidence["note"] = (
+                "minority classes are under-predicted, but the model does not rank their examples above the others "
+                f"(AUROC {minority_auc:.2f}): its outputs carry too little signal about them for re-weighting to help"
+            )
+            return [self._info(ratio, evidence, counts, names, verified, "its minority classes are hardly recognised at all, so re-weighting cannot help")]
+        proven = gain_lo > 0
+        severity = "critical" if gain >= self.threshold(ctx, "critical_gain") and proven else "warning"
+        confidence = float(min(0.99, (1 - p_value) * (0.9 if proven else 0.7)))
         n_min = int(minority.sum())
         title = (
             f"Training set is imbalanced (max/min class count {ratio:.0f}×) and its {n_min} minority "
@@ -402,12 +564,12 @@ class ClassImbalanceCheck(Check):
         )
         return [Finding("class-imbalance", severity, confidence, title, evidence, self._fix(counts, names, tau, ba_before, ba_after), verified)]
 
-    def _info(self, ratio, evidence, counts, names, verified=None) -> Finding:
+    def _info(self, ratio, evidence, counts, names, verified=None, but: str = "minority classes are not clearly under-predicted on test data") -> Finding:
         return Finding(
             code="class-imbalance",
             severity="info",
             confidence=0.5,
-            title=f"Training set is imbalanced (max/min class count {ratio:.1f}×), but minority classes are not clearly under-predicted on test data",
+            title=f"Training set is imbalanced (max/min class count {ratio:.1f}×), but {but}",
             evidence=evidence,
             fix=self._fix(counts, names, None, None, None),
             verified=verified,
