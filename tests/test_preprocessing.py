@@ -186,3 +186,16 @@ def test_scenario_top_finding_is_a_verified_preprocessing_mismatch(reports, name
 
 def test_scenario_report_matches_the_schema(reports, validate_report):
     validate_report(reports("normalisation").to_dict())
+
+
+def test_tabular_standardisation_in_training_only():
+    rng = np.random.default_rng(4)
+    raw_tr, raw_te = rng.random((500, 6)) * 10 + 3, rng.random((200, 6)) * 10 + 3
+    mean, std = raw_tr.mean(axis=0), raw_tr.std(axis=0)
+    ref = summarise((raw_tr - mean) / std, layout="tabular")
+    est = estimate_transform(ref, summarise(raw_te, layout="tabular"))
+    assert est.is_mismatch and est.parts == ["standardisation"] and est.p_value < 1e-6
+    np.testing.assert_allclose(est.pre.scale, std, rtol=0.15)
+    assert "Standardise test features" in est.fix
+    same = estimate_transform(ref, summarise((raw_te - mean) / std, layout="tabular"))
+    assert not same.is_mismatch

@@ -121,3 +121,15 @@ def test_healthy_scenarios_raise_nothing_from_the_input_checks(single_thread, se
     assert not [(f.code, f.severity, f.title) for f in report.findings if f.code in MINE and f.severity != "info"]
     statuses = {c.name: c.status for c in report.checks}
     assert statuses["covariate-shift"] == statuses["preprocessing-mismatch"] == statuses["data-quality"] == "ran"
+
+
+def test_tabular_preprocessing_mismatch_is_not_counted_again_as_shift():
+    rng = np.random.default_rng(5)
+    raw_tr, raw_te = rng.random((600, 5)) * 10 + 3, rng.random((300, 5)) * 10 + 3
+    mean, std = raw_tr.mean(axis=0), raw_tr.std(axis=0)
+    y_tr, y_te = rng.integers(0, 2, 600), rng.integers(0, 2, 300)
+    report = whylow.diagnose(
+        test=Split(x=raw_te, y=y_te, probs=np.full((300, 2), 0.5)), train=Split(x=(raw_tr - mean) / std, y=y_tr)
+    )
+    codes = [f.code for f in report.findings if f.severity != "info"]
+    assert "preprocessing-mismatch" in codes and "covariate-shift" not in codes

@@ -614,6 +614,21 @@ def _is_centred(mean: np.ndarray, std: np.ndarray, tol: float = 0.02) -> bool:
     return bool(np.all(np.abs(mean) < tol * np.maximum(std, 1e-30)))
 
 
+def _moment_tests(ref: InputSummary, tst: InputSummary, ok: np.ndarray) -> float:
+    """Bonferroni p-value over columns of Welch's z-test of the means and the F-test of the variances."""
+    from scipy.stats import f as f_dist
+    from scipy.stats import norm
+
+    n_r, n_t = ref.count[ok].astype(float), tst.count[ok].astype(float)
+    v_r, v_t = ref.var[ok], tst.var[ok]
+    z = (tst.mean[ok] - ref.mean[ok]) / np.sqrt(v_r / n_r + v_t / n_t)
+    p_mean = 2 * norm.sf(np.abs(z))
+    ratio = v_t / v_r
+    p_var = 2 * np.minimum(f_dist.sf(ratio, n_t - 1, n_r - 1), f_dist.cdf(ratio, n_t - 1, n_r - 1))
+    p = np.minimum(p_mean, p_var)
+    return float(min(1.0, np.min(p) * 2 * len(p)))
+
+
 def _estimate_tabular(ref: InputSummary, tst: InputSummary, est: TransformEstimate, opt: dict) -> TransformEstimate:
     """Column-wise: standardisation in one split only, or one common scale factor for every column."""
     if ref.n_channels != tst.n_channels:
@@ -647,10 +662,13 @@ def _estimate_tabular(ref: InputSummary, tst: InputSummary, est: TransformEstima
         est.pre = InputTransform(a, b, np.arange(len(a)))
         which, other = (est.reference, est.name) if ref_std_flag else (est.name, est.reference)
         est.title = f"{which.capitalize()} features are standardised (mean ≈ 0, std ≈ 1 per column) but {other} features are not"
+        more = ", ..." if len(a) > 5 else ""
         est.fix = (
-            f"Standardise {est.name} features with the {est.reference} statistics: x = (x - mean) / std, column by column."
+            f"Standardise {est.name} features as the {est.reference} features were, column by column: x = (x - mean) / std "
+            f"with mean [{', '.join(_fmt(v) for v in b[:5])}{more}] and std [{', '.join(_fmt(v) for v in a[:5])}{more}]."
             if ref_std_flag
-            else f"Preprocess {est.name} features exactly as the {est.reference} features (undo with x = (x - {_fmt_list(b[:5])}...) / {_fmt_list(a[:5])}...)."
+            else f"Preprocess {est.name} features exactly as the {est.reference} features (undo the standardisation: "
+            f"x = x * std + mean with std [{', '.join(_fmt(1 / v) for v in a[:5])}{more}])."
         )
     elif uniform and mean_ok:
         est.parts = ["scale"]
@@ -661,8 +679,10 @@ def _estimate_tabular(ref: InputSummary, tst: InputSummary, est: TransformEstima
         return est
     est.fit_error = 0.0
     est.fitted = est.pre
-    est.p_value = 0.0 if est.effect >= 1.0 else 1.0
-    est.is_mismatch = est.effect >= max(opt["min_effect"], 1.0)
+    est.p_value = _moment_tests(ref, tst, ok)
+    est.evidence["p_value"] = _r(est.p_value, 3)
+    # moments cannot tell a reshaped distribution from a rescaled one, so tabular data need a large effect
+    est.is_mismatch = est.effect >= max(opt["min_effect"], 1.0) and est.p_value < opt["alpha"]
     est.confidence = 0.8
     est.evidence["preprocessing"] = est.parts
     est.evidence["undo_map"] = est.pre.to_dict() if len(a) <= 20 else {"n_columns": len(a)}

@@ -52,7 +52,7 @@ import numpy as np
 
 from whylow import metrics
 from whylow.checks import Check, register
-from whylow.checks.preprocessing import aligned_probs, aligned_summary
+from whylow.checks.preprocessing import aligned_probs, aligned_summary, preprocessing_estimate
 from whylow.report.finding import Finding
 from whylow.summaries import PROPERTIES, split_summary
 
@@ -208,8 +208,10 @@ class CovariateShiftCheck(Check):
             aligned = est is not None and est.is_mismatch and est.pre is not None and tst_sum is not split_summary(ctx, "test")
             drift, feats = self._image_drift(ctx, ref_sum, tst_sum, rng)
         else:
-            est, aligned = None, False
-            drift, feats = self._tabular_drift(ctx, ctx.split(ref_name), test, rng)
+            est = preprocessing_estimate(ctx, "test")
+            aligned = est is not None and est.is_mismatch and est.pre is not None
+            undo = est.pre.invert if aligned else None
+            drift, feats = self._tabular_drift(ctx, ctx.split(ref_name), test, rng, undo)
         holm_p = holm([d["p"] for d in drift])
         for d, hp in zip(drift, holm_p):
             d["p_holm"] = _r(hp, 3)
@@ -308,7 +310,7 @@ class CovariateShiftCheck(Check):
             return None
         return xr[ok_r], xt[ok_t], ti[tsel][ok_t], groups
 
-    def _tabular_drift(self, ctx, ref, test, rng):
+    def _tabular_drift(self, ctx, ref, test, rng, undo=None):
         m = int(self.threshold(ctx, "max_domain_samples"))
         cap = int(self.threshold(ctx, "max_columns"))
         rr = np.sort(rng.choice(ref.n, min(ref.n, 5 * m), replace=False))
@@ -317,6 +319,8 @@ class CovariateShiftCheck(Check):
         xt = np.asarray(test.x[tr], dtype=np.float64)
         if xr.shape[1] != xt.shape[1]:
             return [], None
+        if undo is not None:
+            xt = undo(xt, "tabular").astype(np.float64)
         drift = []
         for j in range(min(xr.shape[1], cap)):
             ks, pv = _ks(xr[:, j], xt[:, j])
