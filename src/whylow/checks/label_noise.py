@@ -265,7 +265,8 @@ class ProxyLDA:
         zc = z - mu[y]
         d = z.shape[1]
         cov = zc.T @ zc / max(len(y) - int((counts > 0).sum()), 1)
-        cov = (1 - self.shrinkage) * cov + self.shrinkage * (np.trace(cov) / d) * np.eye(d)
+        scale = np.trace(cov) / d if np.trace(cov) > 0 else 1.0
+        cov = (1 - self.shrinkage) * cov + (self.shrinkage * scale + 1e-9) * np.eye(d)
         self.coef_ = np.linalg.solve(cov, mu.T)
         self.intercept_ = -0.5 * np.einsum("kd,dk->k", mu, self.coef_) + np.log(np.maximum(counts, 1e-12) / counts.sum())
         self.intercept_[counts == 0] = -1e30
@@ -507,9 +508,11 @@ class LabelNoiseCheck(Check):
                 p_value=p_value,
             )
             severity = None
-            if rate >= self.threshold(ctx, "model_only_min_rate"):
+            if d_top >= 0.5:
+                res["note"] = "most of the model's most confident predictions contradict the labels: the labels carry no signal for this model (no-signal), which is not label noise"
+            elif rate >= self.threshold(ctx, "model_only_min_rate"):
                 severity = "info"
-                if p_value < alpha and self.threshold(ctx, "model_only_min_rate") <= d_top < 0.5:
+                if p_value < alpha and d_top >= self.threshold(ctx, "model_only_min_rate"):
                     severity = "warning"
             conf = 0.7 * min(1.0, 1.0 - p_value)
             flagged = model_flags

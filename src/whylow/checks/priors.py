@@ -52,7 +52,11 @@ only adds an info finding pointing to it.
 
 class-imbalance
 ---------------
-Training class counts ``n_k`` give the imbalance ratio ``max n_k / min n_k``.
+Training class counts ``n_k`` give the imbalance ratio ``max n_k / min n_k``;
+the training set counts as imbalanced when that ratio reaches
+``imbalance_ratio`` and a chi-square goodness-of-fit test rejects equal
+class frequencies (``p < alpha``: with many small classes, max/min alone is
+mostly sampling noise).
 Minority classes are those with ``n_k <= max n / imbalance_ratio``. On the
 labelled test split, the pooled recall of minority classes is compared with
 that of the other classes by a one-sided two-proportion z-test (are
@@ -234,6 +238,8 @@ class LabelShiftCheck(Check):
         alpha = self.threshold(ctx, "alpha")
         min_tv = self.threshold(ctx, "min_tv")
         ratio = imbalance_ratio(src_counts)
+        if float(stats.chisquare(src_counts).pvalue) >= self.threshold(ctx, "alpha"):
+            ratio = 1.0  # counts consistent with equal class frequencies: not an imbalanced training set
         evidence: dict = {
             "train_split": src.name,
             "train_priors": _named(pi, names),
@@ -277,7 +283,7 @@ class LabelShiftCheck(Check):
                 ]
         from_imbalance = imbalance_explains_shift(pi, q, ratio, self.threshold(ctx, "imbalance_ratio"))
         if from_imbalance:
-            evidence["train_imbalance_ratio"] = round(ratio, 2)
+            evidence["train_imbalance_ratio"] = round(ratio, 2) if np.isfinite(ratio) else None
             return [
                 Finding(
                     code="label-shift",
@@ -285,7 +291,8 @@ class LabelShiftCheck(Check):
                     confidence=0.5,
                     title=(
                         f"Test class priors differ from training priors (TV distance {tv:.2f}) because the training set is "
-                        f"imbalanced (max/min count ratio {ratio:.1f}) and the test set is not; see class-imbalance"
+                        + (f"imbalanced (max/min count ratio {ratio:.1f})" if np.isfinite(ratio) else "missing some classes")
+                        + " and the test set is not; see class-imbalance"
                     ),
                     evidence=evidence,
                     fix="Treat this as class imbalance: re-weight classes in training or apply logit adjustment (see the class-imbalance finding).",
@@ -458,7 +465,9 @@ class ClassImbalanceCheck(Check):
         ratio_threshold = self.threshold(ctx, "imbalance_ratio")
         ratio = imbalance_ratio(counts)
         ctx.add_artifact(self.name, "train_counts", {"classes": list(names), "counts": counts.tolist()})
-        if ratio < ratio_threshold:
+        # skewed beyond sampling noise: max/min ratio above the threshold and counts unlike a uniform draw
+        uniform_p = float(stats.chisquare(counts).pvalue) if counts.sum() > 0 else 1.0
+        if ratio < ratio_threshold or uniform_p >= self.threshold(ctx, "alpha"):
             return []
         test = ctx.test
         y, probs = test.y, test.probs
@@ -472,6 +481,7 @@ class ClassImbalanceCheck(Check):
         evidence: dict = {
             "train_counts": {names[i]: int(c) for i, c in enumerate(counts)},
             "imbalance_ratio": round(ratio, 2) if np.isfinite(ratio) else None,
+            "uniform_counts_p_value": uniform_p,
             "classes_without_training_examples": [names[i] for i in np.flatnonzero(counts == 0)],
             "minority_classes": [names[i] for i in np.flatnonzero(minority)],
             "test_support": {names[i]: int(s) for i, s in enumerate(support)},
@@ -558,18 +568,20 @@ class ClassImbalanceCheck(Check):
         severity = "critical" if gain >= self.threshold(ctx, "critical_gain") and proven else "warning"
         confidence = float(min(0.99, (1 - p_value) * (0.9 if proven else 0.7)))
         n_min = int(minority.sum())
+        skew = f"max/min class count {ratio:.0f}×" if np.isfinite(ratio) else f"{int((counts == 0).sum())} class(es) without any training example"
         title = (
-            f"Training set is imbalanced (max/min class count {ratio:.0f}×) and its {n_min} minority "
+            f"Training set is imbalanced ({skew}) and its {n_min} minority "
             f"class{'es are' if n_min > 1 else ' is'} under-predicted: recall {rec_min:.0%} vs {rec_maj:.0%}"
         )
         return [Finding("class-imbalance", severity, confidence, title, evidence, self._fix(counts, names, tau, ba_before, ba_after), verified)]
 
     def _info(self, ratio, evidence, counts, names, verified=None, but: str = "minority classes are not clearly under-predicted on test data") -> Finding:
+        skew = f"max/min class count {ratio:.1f}×" if np.isfinite(ratio) else f"{int((counts == 0).sum())} class(es) without any training example"
         return Finding(
             code="class-imbalance",
             severity="info",
             confidence=0.5,
-            title=f"Training set is imbalanced (max/min class count {ratio:.1f}×), but {but}",
+            title=f"Training set is imbalanced ({skew}), but {but}",
             evidence=evidence,
             fix=self._fix(counts, names, None, None, None),
             verified=verified,
