@@ -67,3 +67,25 @@ def test_given_predictions_win_over_the_model(trained):
     report = whylow.diagnose(test=whylow.Split(x=xte, y=yte, probs=probs), model=trained["model"])
     assert report.inputs["splits"]["test"]["prediction_source"] == "given"
     assert report.summary["mean_confidence"] == pytest.approx(0.1)
+
+
+def test_nan_images_with_a_model_are_reported_as_data_not_fatal(trained):
+    xte, yte = trained["test"]
+    x = xte.copy()
+    x[:5, 0, 3, 3] = np.nan
+    report = whylow.diagnose(test=(x, yte), train=(x[:50], yte[:50]), model=trained["model"])
+    quality = [f for f in report.findings if f.code == "data-quality"]
+    assert quality and quality[0].severity in ("warning", "critical")
+    assert report.summary["n_test"] == len(yte)
+
+
+def test_a_model_that_returns_nan_on_clean_inputs_is_an_input_error(trained):
+    xte, yte = trained["test"]
+
+    def broken(x):
+        out = np.ones((len(x), 10))
+        out[2] = np.nan
+        return out
+
+    with pytest.raises(whylow.InvalidInputError, match="inputs are finite"):
+        whylow.diagnose(test=(xte, yte), model=broken)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from whylow.errors import InvalidInputError
 from whylow.inputs.detect import predictions_to_probs
 from whylow.inputs.prepare import SplitData
 
@@ -112,9 +113,27 @@ class Context:
         """
         if self.model is None:
             raise RuntimeError("no model was given")
-        raw = self.model.predict(x, progress=progress)
+        raw = np.asarray(self.model.predict(x, progress=progress), dtype=np.float64)
         kind = {"probs": "probs", "logits": "logits"}.get(getattr(self.model, "output", None) or "", "auto")
-        return predictions_to_probs(raw, "the model's output", kind)
+        rows = raw.reshape(len(raw), -1)
+        bad = ~np.isfinite(rows).all(axis=1)
+        if not bad.any():
+            return predictions_to_probs(raw, "the model's output", kind)
+        # Broken inputs (NaN/inf pixels) give broken outputs: those rows get uniform probabilities so the
+        # diagnosis goes on and the data-quality check reports them; NaN from clean inputs is a model error.
+        bad_inputs = np.array([not np.isfinite(np.asarray(x[i], dtype=np.float64)).all() for i in np.flatnonzero(bad)])
+        if not bad_inputs.all():
+            first = int(np.flatnonzero(bad)[~bad_inputs][0])
+            raise InvalidInputError(
+                f"The model returned NaN or infinite outputs for {int((~bad_inputs).sum())} samples whose inputs are "
+                f"finite (first at row {first}); check the model's numerics."
+            )
+        if bad.all():
+            raise InvalidInputError("Every input sample holds NaN or infinite values, so the model has nothing to predict on.")
+        good_probs, kind = predictions_to_probs(raw[~bad], "the model's output", kind)
+        probs = np.full((len(raw), good_probs.shape[1]), 1.0 / good_probs.shape[1])
+        probs[~bad] = good_probs
+        return probs, kind
 
     def predict_probs(self, x: np.ndarray, progress: bool = False) -> np.ndarray:
         """Run the model on ``x`` and return probabilities of shape (n_samples, n_classes)."""
