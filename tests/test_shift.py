@@ -99,7 +99,7 @@ def test_shift_scenarios_put_covariate_shift_on_top(reports, name, property_):
     assert "judged_on" not in ev  # no preprocessing mismatch to undo
     assert not [f for f in report.findings if f.code == "preprocessing-mismatch"]
     assert "augmentation" in top.fix
-    hists = report.artifacts["covariate-shift"]["property_histograms"]
+    hists = report.artifacts["covariate-shift"]["properties"]
     assert sum(hists[property_]["train"]) == report.inputs["splits"]["train"]["n"]
 
 

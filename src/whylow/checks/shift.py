@@ -468,6 +468,6 @@ class CovariateShiftCheck(Check):
                 hi = lo + 1e-9
             ca, edges = np.histogram(a[np.isfinite(a)], bins=20, range=(lo, hi))
             cb, _ = np.histogram(b[np.isfinite(b)], bins=20, range=(lo, hi))
-            hists[p] = {"edges": edges.tolist(), ref_name: ca.tolist(), "test": cb.tolist()}
-        ctx.add_artifact(self.name, "property_histograms", hists)
+            hists[p] = {"bin_edges": edges.tolist(), ref_name: ca.tolist(), "test": cb.tolist()}
+        ctx.add_artifact(self.name, "properties", hists)  # the HTML report's "input properties" plot
         ctx.add_artifact(self.name, "aligned", bool(aligned))
