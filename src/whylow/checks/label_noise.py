@@ -166,7 +166,7 @@ def confident_joint(y_true: np.ndarray, probs: np.ndarray, calibrate: bool = Tru
     Examples
     --------
     >>> y = np.array([0, 0, 1, 1])
-    >>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.2, 0.8]])
+    >>> p = np.array([[0.9, 0.1], [0.1, 0.9], [0.1, 0.9], [0.2, 0.8]])
     >>> confident_joint(y, p)
     array([[1, 1],
            [0, 2]])
@@ -339,7 +339,9 @@ def _binom_p(k: int, n: int, p0: float) -> float:
     return float(stats.binom.sf(k - 1, n, p0)) if k > 0 else 1.0
 
 
-_PROXY = "shrinkage LDA on 8×8 area-averaged pixels, 5-fold cross-fitted"
+def _proxy_desc(s: SplitData) -> str:
+    inputs = "8×8 area-averaged pixels" if s.is_image else "the standardised features"
+    return f"shrinkage LDA on {inputs}, 5-fold cross-fitted"
 
 
 @register
@@ -374,7 +376,6 @@ class LabelNoiseCheck(Check):
     max_examples = 20
 
     def run(self, ctx: Context) -> list[Finding]:
-        k = ctx.n_classes
         results = []
         for name in ("test", "val"):
             s = ctx.split(name)
@@ -395,7 +396,7 @@ class LabelNoiseCheck(Check):
             return []
         splits = [{key: v for key, v in r.items() if key not in ("verified", "confidence")} for r in results]
         evidence = {"splits": splits, "method": "confident learning (Northcutt et al. 2021), pruning by noise rate"}
-        title = self._title(worst, ctx.class_names)
+        title = self._title(worst)
         fix = (
             f"Review the flagged {worst['split']} examples (indices, given and suggested class in the evidence) and relabel or "
             "drop the wrong ones; for training data, train on the cleaned labels, or use a noise-robust loss "
@@ -441,7 +442,7 @@ class LabelNoiseCheck(Check):
             joint = confident_joint(s.y, proxy_probs)
             return {
                 "split": s.name,
-                "source": f"proxy only ({_PROXY} within the split); the model's predictions are missing",
+                "source": f"proxy only ({_proxy_desc(s)} within the split); the model's predictions are missing",
                 "n": int(s.n),
                 "estimated_noise_rate": round(estimate_noise_rate(joint), 4),
                 "n_flagged": int(flagged.sum()),
@@ -469,7 +470,7 @@ class LabelNoiseCheck(Check):
             p_value = _binom_p(int(confirmed.sum()), s.n, self.threshold(ctx, "base_rate"))
             kappa = _kappa(suggested, proxy_pred, k)
             res.update(
-                source=f"model's out-of-sample predictions, confirmed by a proxy ({_PROXY} within the {s.name} split)",
+                source=f"model's out-of-sample predictions, confirmed by a proxy ({_proxy_desc(s)} within the {s.name} split)",
                 proxy_accuracy=round(float((proxy_pred == s.y).mean()), 4),
                 model_proxy_kappa=round(kappa, 4),
                 n_flagged=int(confirmed.sum()),
@@ -540,7 +541,7 @@ class LabelNoiseCheck(Check):
         rate = float(flagged.mean())
         res = {
             "split": "train",
-            "source": f"proxy ({_PROXY} on train); the model's own training predictions are in-sample and not used",
+            "source": f"proxy ({_proxy_desc(train)} on train); the model's own training predictions are in-sample and not used",
             "n": int(train.n),
             "proxy_accuracy": round(float((probs.argmax(axis=1) == train.y).mean()), 4),
             "estimated_noise_rate": round(estimate_noise_rate(joint), 4),
@@ -592,12 +593,12 @@ class LabelNoiseCheck(Check):
                 "metric": "accuracy",
                 "before": round(before, 4),
                 "after": round(after, 4),
-                "note": f"proxy ({_PROXY.split(',')[0]}) trained with vs without the flagged training examples, scored on the {ref.name} split",
+                "note": f"proxy ({_proxy_desc(train).split(',')[0]}) trained with vs without the flagged training examples, scored on the {ref.name} split",
             }
         return res
 
     @staticmethod
-    def _title(r: dict, names) -> str:
+    def _title(r: dict) -> str:
         est = r.get("estimated_noise_rate")
         text = f"About {r['flagged_rate']:.0%} of {r['split']} labels look wrong ({r['n_flagged']} of {r['n']} flagged"
         if r["split"] == "train" and "comparison_flagged_rate" in r:
