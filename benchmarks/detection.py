@@ -19,7 +19,8 @@ registered checks), and scored:
 * **top-3**: the injected code is among the first three findings (any severity);
 * **false alarm**: a warning/critical finding on a healthy case, or on a
   fault case one whose code is neither the injected one nor a known
-  consequence of it (`RELATED`).
+  consequence of it (`RELATED`) nor declared true of the scenario by its
+  builder (``notes["related"]`` / ``notes["expected_findings"]``).
 
 The same cases go through the peers where they have a matching check, each
 with a stated decision rule (`PEER_RULES`): cleanlab's Datalab issue types,
@@ -74,7 +75,7 @@ RELATED: dict[str, frozenset[str]] = {
     "overfitting": frozenset({"overconfidence"}),
     "no-signal": frozenset({"label-noise", "misleading-metric", "underfitting", "overfitting", "overconfidence"}),
     "train-test-leakage": frozenset({"data-quality"}),
-    "misleading-metric": frozenset({"class-imbalance", "label-shift", "decision-threshold"}),
+    "misleading-metric": frozenset({"class-imbalance", "label-shift", "decision-threshold", "no-signal"}),
     "decision-threshold": frozenset({"class-imbalance", "label-shift", "misleading-metric"}),
     "learning-rate": frozenset({"underfitting", "overfitting"}),
     "small-sample": frozenset(),
@@ -88,7 +89,7 @@ PEER_RULES = {
         "inputs as features); issue types label, outlier, near_duplicate, non_iid, class_imbalance, null. "
         "label issues on ≥ 5 % of rows → label-noise; near-duplicate sets joining a test row to a train/val row "
         "for ≥ 1 % of test rows → train-test-leakage, near-duplicates within one split on ≥ 1 % of rows → data-quality; "
-        "null issues → data-quality; class_imbalance issue → class-imbalance; non_iid issue (rows are shuffled within each "
+        "null issues → data-quality; class_imbalance issue (on the training labels alone) → class-imbalance; non_iid issue (rows are shuffled within each "
         "split and the splits concatenated, so non-iid means the splits differ) → covariate-shift; "
         "outliers on ≥ 5 % of test rows → data-quality."
     ),
@@ -321,6 +322,25 @@ def unrelated_alarms(expected: str | None, alarms, related_extra=()) -> list:
     return [a for a in alarms if a[0] not in ok]
 
 
+def declared_related(notes: dict | None) -> set[str]:
+    """Codes a scenario declares as also true of it (``notes["related"]`` or ``notes["expected_findings"]``).
+
+    Entries may carry words after the code ("covariate-shift (brightness)"); the leading code is taken.
+    """
+    from whylow.report.finding import CODES
+
+    out = set()
+    for key in ("related", "expected_findings"):
+        items = (notes or {}).get(key) or ()
+        if isinstance(items, str):
+            items = [items]
+        for item in items:
+            head = str(item).split()[0].strip("(),;:") if str(item).split() else ""
+            if head in CODES:
+                out.add(head)
+    return out
+
+
 def run_case(case: Case, peers: bool = True, timeout: float | None = 300.0) -> CaseResult:
     """Build ``case``, diagnose it with every registered check, score it, and (optionally) run the peers.
 
@@ -353,8 +373,7 @@ def run_case(case: Case, peers: bool = True, timeout: float | None = 300.0) -> C
     res.seconds["diagnose"] = time.perf_counter() - t1
     res.top = [(f.code, f.severity, round(float(f.confidence), 3)) for f in report.findings[:3]]
     res.alarms = [(f.code, f.severity) for f in report.findings if f.severity in ALARM]
-    related_extra = (getattr(scn, "notes", None) or {}).get("related", ())
-    res.false_alarms = unrelated_alarms(case.expected, res.alarms, related_extra)
+    res.false_alarms = unrelated_alarms(case.expected, res.alarms, declared_related(getattr(scn, "notes", None)))
     res.failed_checks = [(c.name, c.reason) for c in report.checks if c.status == "failed"]
     if peers:
         t2 = time.perf_counter()
@@ -494,6 +513,11 @@ def peer_datalab(splits: dict[str, PeerSplit], n_classes: int) -> dict:
     if summary.get("null", 0) > 0:
         codes.add("data-quality")
         detail.append(f"null {summary['null']}")
+    train = splits.get("train")
+    if train is not None and train.y is not None:  # imbalance is a property of the training labels
+        lab_train = Datalab({"label": train.y}, label_name="label", verbosity=0)
+        lab_train.find_issues(issue_types={"class_imbalance": {}})
+        summary["class_imbalance"] = int(lab_train.get_issue_summary()["num_issues"].sum())
     if summary.get("class_imbalance", 0) > 0:
         codes.add("class-imbalance")
         detail.append("class_imbalance")
@@ -749,7 +773,7 @@ def main(argv=None) -> int:
         "top-1 ✓: the first finding is the injected code at warning/critical severity; (info): first but only "
         "as info. Severity letters: c critical, w warning, i info. False alarms: warning/critical findings on "
         "healthy cases, or on fault cases with a code that is neither the injected one nor a consequence of it "
-        "(`RELATED` in benchmarks/detection.py)."
+        "(`RELATED` in benchmarks/detection.py) nor declared true of the scenario by its builder."
     )
     if broken:
         print("\nScenario modules that failed to import (their scenarios are missing): "

@@ -73,6 +73,9 @@ def test_scoring_rules():
     assert detection.unrelated_alarms(None, alarms) == alarms
     assert detection.unrelated_alarms("overfitting", alarms) == [("learning-rate", "critical")]
     assert detection.unrelated_alarms("overfitting", alarms, related_extra=("learning-rate",)) == []
+    declared = detection.declared_related({"expected_findings": ["no-signal", "covariate-shift (brightness)", "free text"]})
+    assert declared == {"no-signal", "covariate-shift"}
+    assert detection.declared_related(None) == set()
     case = detection.Case("x", "label-noise", {"seed": 0})
     r = detection.CaseResult(case, top=[("label-noise", "info", 0.9)])
     assert not r.top1 and r.top1_any and r.top3
