@@ -70,9 +70,11 @@ Mann-Whitney test (Stouffer-combined over minority classes). Without that
 the outputs carry no usable signal about those classes (no-signal data, an
 untrained model) and the finding stays informational. The fix is verified
 by post-hoc logit adjustment (``p'_k ∝ p_k / pi_k^tau``, Menon et al. 2021)
-with ``tau`` fitted on the validation split when it has enough samples of
-every class (``tau = 1`` otherwise), scored by balanced accuracy on the test
-split, with a 95% paired-bootstrap interval of the gain. A warning needs
+with ``tau`` (grid 0 to 4) chosen for balanced accuracy on the validation
+split when it has enough samples of every class, otherwise cross-fitted on
+two stratified halves of the test split (chosen on one half, applied to the
+other), scored by balanced accuracy on the test split, with a 95%
+paired-bootstrap interval of the gain. A warning needs
 ``p < alpha``, a gap of at least ``min_recall_gap`` and the ranking signal;
 it is critical when logit adjustment recovers at least ``critical_gain``
 balanced accuracy and the interval of the gain excludes 0.
@@ -455,7 +457,7 @@ class ClassImbalanceCheck(Check):
     critical_gain = 0.05
     #: Mean one-vs-rest AUROC of the minority classes needed (the model must rank them, only too low).
     min_minority_auroc = 0.6
-    #: Validation samples needed in every class to fit tau there (else tau = 1).
+    #: Validation samples needed in every class to fit tau there (else tau is cross-fitted on the test split).
     min_val_per_class = 10
 
     def run(self, ctx: Context) -> list[Finding]:
@@ -511,14 +513,25 @@ class ClassImbalanceCheck(Check):
             spearman_recall_vs_log_count=None if np.isnan(rho) else round(rho, 3),
             spearman_p_value=None if np.isnan(rho_p) else rho_p,
         )
-        # verification: post-hoc logit adjustment, tau fitted on validation data when possible
-        tau, tau_source = 1.0, "default (tau = 1)"
+        # verification: post-hoc logit adjustment, tau fitted on held-out data: the validation split when it
+        # has enough samples of every class, else two-fold cross-fitting on the test split
+        grid = np.arange(0.0, 4.01, 0.25)
         val = ctx.split("val")
-        if val is not None and val.y is not None and val.probs is not None:
-            if np.bincount(val.y, minlength=k).min() >= self.threshold(ctx, "min_val_per_class"):
-                tau, _ = fit_tau(val.y, val.probs, pi)
-                tau_source = "fitted on the validation split (max balanced accuracy)"
-        adjusted = logit_adjust(probs, pi, tau)
+        if (val is not None and val.y is not None and val.probs is not None
+                and np.bincount(val.y, minlength=k).min() >= self.threshold(ctx, "min_val_per_class")):
+            tau, _ = fit_tau(val.y, val.probs, pi, grid)
+            tau_source = "fitted on the validation split (max balanced accuracy)"
+            adjusted = logit_adjust(probs, pi, tau)
+        else:
+            fold = _stratified_halves(y, ctx.seed)
+            adjusted = np.empty_like(probs)
+            taus = []
+            for f in (0, 1):
+                t_f, _ = fit_tau(y[fold != f], probs[fold != f], pi, grid)
+                adjusted[fold == f] = logit_adjust(probs[fold == f], pi, t_f)
+                taus.append(t_f)
+            tau = float(np.mean(taus))
+            tau_source = f"cross-fitted on two halves of the test split (tau {taus[0]:g} and {taus[1]:g}, each scored on the other half)"
         ba_before, ba_after = metrics.balanced_accuracy(y, probs), metrics.balanced_accuracy(y, adjusted)
         pcm_after = metrics.per_class_metrics(y, adjusted)
         gain = ba_after - ba_before
