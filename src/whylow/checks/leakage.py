@@ -399,7 +399,7 @@ class LeakageCheck(Check):
         if threshold > 0 and valid.any():
             ref_idx = np.flatnonzero(tr_valid)
             d, j = nearest_neighbours(embed(scan["features"][valid]), tr_emb[ref_idx], radius=threshold)
-            dist[valid], nn[valid] = d, ref_idx[j]
+            dist[valid], nn[valid] = d, np.where(j >= 0, ref_idx[np.maximum(j, 0)], -1)
         exact = np.zeros(s.n, dtype=bool)
         exact[q_exact] = True
         nn[q_exact] = r_exact
