@@ -15,6 +15,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT.parent / "shared" / "report.schema.json"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Train the tiny test models on one thread: on a 2-core machine that is several times faster than two."""
+    from threadpoolctl import threadpool_limits
+
+    torch = None
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is in the dev extra
+        pass
+    before = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    if torch:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def report_schema() -> dict:
     """The JSON Schema of the report (../shared/report.schema.json)."""

@@ -421,3 +421,15 @@ def test_large_report_is_fast_and_small(capsys):
     assert {"confusion", "per-class", "priors"} <= set(parsed.ids)
     assert "With 1000 classes a heatmap is unreadable" in page  # the top-confusions table instead
     assert page.count("<tr>") > 1000  # the full per-class table is there
+
+
+def test_flagged_examples_are_shown_as_thumbnails():
+    """Leaked duplicates (and label errors) appear as inline PNG thumbnails with their captions."""
+    from whylow.scenarios import build
+
+    report = build("leakage").diagnose()
+    thumbs = report.artifacts["core"]["thumbnails"]
+    assert "train-test-leakage: duplicated in training" in thumbs
+    page = report.to_html()
+    assert page.count("data:image/png;base64,") >= len(thumbs["train-test-leakage: duplicated in training"])
+    assert "copy of train #" in page

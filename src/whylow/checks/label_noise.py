@@ -403,6 +403,10 @@ class LabelNoiseCheck(Check):
             "(label smoothing, symmetric or generalised cross-entropy, co-teaching) when relabelling is not possible."
         )
         verified, conf = worst.get("verified"), worst["confidence"]
+        ctx.add_artifact(self.name, "examples:likely wrong labels", [  # thumbnails in the HTML report
+            {"split": worst["split"], "index": e["index"], "caption": f"given {e['given']}, likely {e['suggested']}"}
+            for e in worst.get("examples", [])
+        ])
         return [Finding("label-noise", worst["severity"], conf, title, evidence, fix, verified)]
 
     # -- per split -------------------------------------------------------------

@@ -467,6 +467,10 @@ class LeakageCheck(Check):
             "splits": [{k: v for k, v in r.items() if k != "dup"} for r in results],
         }
         r = worst
+        ctx.add_artifact(self.name, "examples:duplicated in training", [  # thumbnails in the HTML report
+            {"split": r["split"], "index": e[f"{r['split']}_index"], "caption": f"{e['kind']} copy of train #{e['train_index']}"}
+            for e in r.get("examples", [])
+        ])
         kinds = f"{r['n_exact']} exact, {r['n_near']} near"
         title = f"{r['n_duplicated']} of {r['n']} {r['split']} examples ({r['fraction']:.1%}) duplicate training examples ({kinds})"
         if "accuracy_non_duplicated" in r and r["n_duplicated"]:
