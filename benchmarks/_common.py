@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import io
+import json
 import math
 import os
 import platform
@@ -271,37 +272,53 @@ def _maxrss_bytes(ru_maxrss: int) -> int:
     return int(ru_maxrss) if sys.platform == "darwin" else int(ru_maxrss) * 1024
 
 
+# A child forked from a large process starts with that process's high-water RSS (Linux keeps it
+# across exec), so the measured command is started by this small launcher instead, which reports
+# the command's own wall time, peak RSS and exit status in a JSON file.
+_LAUNCHER = r"""
+import json, os, sys, time
+report, cmd = sys.argv[1], sys.argv[2:]
+t0 = time.perf_counter()
+pid = os.posix_spawnp(cmd[0], cmd, dict(os.environ))
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(report, "w") as fh:
+    json.dump({"wall_s": wall, "maxrss": usage.ru_maxrss, "returncode": os.waitstatus_to_exitcode(status)}, fh)
+"""
+
+
 def run_measured(cmd: Sequence[str], timeout: float = 900.0, env: dict | None = None, cwd: str | None = None) -> Measured:
     """Run ``cmd`` as a child process; return its wall time and its own peak RSS.
 
-    The peak resident set size comes from ``os.wait4`` on that child alone
-    (not the cumulative ``RUSAGE_CHILDREN``), so successive runs do not
-    contaminate each other. Output goes to temporary files (no pipe can
-    fill up). On timeout the child is killed.
+    The command is started by a small launcher process (not forked from
+    this one, whose memory would otherwise count as the child's peak), which
+    reads the command's peak resident set size with ``os.wait4``. Output
+    goes to temporary files (no pipe can fill up). On timeout the launcher's
+    process group (the launcher and the command) is killed.
     """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=cwd)
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - t0 > timeout:
+    with tempfile.TemporaryDirectory(prefix="whylow-measure-") as tmp:
+        report = Path(tmp) / "usage.json"
+        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _LAUNCHER, str(report), *cmd],
+                stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True,
+            )
+            timed_out = False
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
                 timed_out = True
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.005)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen
-        out.seek(0)
-        err.seek(0)
+                os.killpg(proc.pid, signal.SIGKILL)  # the launcher leads its own group: it and the command
+                proc.wait()
+            outer_wall = time.perf_counter() - t0
+        usage = json.loads(report.read_text()) if report.exists() else {}
         return Measured(
-            wall_s=wall,
-            peak_rss=_maxrss_bytes(usage.ru_maxrss) if usage is not None else None,
-            returncode=proc.returncode,
-            stdout=out.read(),
-            stderr=err.read(),
+            wall_s=usage.get("wall_s", outer_wall),
+            peak_rss=_maxrss_bytes(usage["maxrss"]) if "maxrss" in usage else None,
+            returncode=usage.get("returncode", proc.returncode),
+            stdout=out_path.read_text(errors="replace"),
+            stderr=err_path.read_text(errors="replace"),
             timed_out=timed_out,
         )

@@ -23,7 +23,8 @@ train.npz --quiet --json ...``) in a child process: its wall time includes
 interpreter start, imports, reading the ``.npz`` files and writing the
 report; its peak resident memory is that child's own (``os.wait4``). The
 Python API (`whylow.diagnose` on the same files) is timed in a fresh child
-too, the call alone. The peers run in this process on the same arrays,
+too, the call alone. Every time is the best of ``--repeats`` runs (default
+2; Datalab, by far the slowest, runs once). The peers run in this process on the same arrays,
 already in memory (their load time is not counted): scikit-learn metrics,
 netcal ECE and temperature scaling, cleanlab ``find_label_issues`` and
 Datalab ``find_issues`` (with features: 8×8×3 average-pooled images). Datalab
@@ -211,7 +212,29 @@ def whylow_cmd() -> list[str]:
     return [sys.executable, "-c", "import sys; from whylow.cli import main; sys.argv[0] = 'whylow'; main()"]
 
 
-def run_whylow(files: dict, workdir: Path, timeout: float) -> dict:
+def run_whylow(files: dict, workdir: Path, timeout: float, repeats: int = 1) -> dict:
+    """Best of ``repeats`` runs of the CLI and of the API on ``files``; the largest peak RSS of any run.
+
+    The per-check times are those of the fastest API run. A failed run is
+    reported when no run succeeded.
+    """
+    runs = [_run_whylow_once(files, workdir, timeout) for _ in range(max(1, repeats))]
+    best = {}
+    cli_ok = [r for r in runs if r.get("cli_error") is None]
+    best.update(min(cli_ok, key=lambda r: r["cli_s"]) if cli_ok else runs[-1])
+    api_ok = [r for r in runs if r.get("api_error") is None and "api_diagnose_s" in r]
+    for k in [k for k in best if k.startswith("api_")]:
+        del best[k]
+    best.update({k: v for k, v in (min(api_ok, key=lambda r: r["api_diagnose_s"]) if api_ok else runs[-1]).items()
+                 if k.startswith("api_")})
+    for key in ("cli_rss", "api_rss"):
+        values = [r[key] for r in runs if r.get(key)]
+        best[key] = max(values) if values else None
+    best["runs"] = len(runs)
+    return best
+
+
+def _run_whylow_once(files: dict, workdir: Path, timeout: float) -> dict:
     """Time the CLI and the API on ``files`` (``{"test": path, "train": path}``); peak RSS of each child."""
     report_path = workdir / "report.json"
     cmd = whylow_cmd() + ["diagnose", "--quiet", "--json", str(report_path)]
@@ -349,7 +372,7 @@ def bench_cifar(sizes, args, workdir: Path) -> dict:
         np.savez(files["train"], x=xtr, y=ytr, probs=ptr)
         input_bytes = sum(f.stat().st_size for f in files.values())
         log(f"CIFAR-sized N={n:,}: whylow CLI and API ...")
-        w = run_whylow(files, workdir, args.timeout)
+        w = run_whylow(files, workdir, args.timeout, args.repeats)
         extra[n] = {"input_bytes": input_bytes, **w}
         rows.setdefault("whylow diagnose: CLI, end to end", {})[n] = _val(w["cli_s"], w.get("cli_error"))
         rows.setdefault("whylow.diagnose(): Python API, the call", {})[n] = _val(w.get("api_diagnose_s"), w.get("api_error"))
@@ -390,7 +413,7 @@ def bench_imagenet(sizes, args, workdir: Path) -> dict:
         files = {"test": workdir / f"imagenet_{n}.npz"}
         np.savez(files["test"], y=y, probs=p)
         log(f"ImageNet-sized N={n:,}: whylow CLI and API ...")
-        w = run_whylow(files, workdir, args.timeout)
+        w = run_whylow(files, workdir, args.timeout, args.repeats)
         extra[n] = {"input_bytes": files["test"].stat().st_size, **w}
         rows.setdefault("whylow diagnose: CLI, end to end", {})[n] = _val(w["cli_s"], w.get("cli_error"))
         rows.setdefault("whylow.diagnose(): Python API, the call", {})[n] = _val(w.get("api_diagnose_s"), w.get("api_error"))
@@ -545,7 +568,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cifar-sizes", help=f"training sizes N (test N/5), default {','.join(map(str, CIFAR_SIZES))}")
     ap.add_argument("--imagenet-sizes", help=f"prediction rows N (× 1,000), default {','.join(map(str, IMAGENET_SIZES))}")
     ap.add_argument("--skip", choices=("cifar", "imagenet"), action="append", default=[], help="skip a workload")
-    ap.add_argument("--repeats", type=int, default=1, help="best of this many runs for each peer call")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="best of this many runs of whylow and of each peer call (Datalab: always one); "
+                         "default 2, with --quick 1")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per whylow child process")
     ap.add_argument("--peer-timeout", type=float, default=240.0, help="seconds per peer call")
     ap.add_argument("--datalab-max-n", type=int, default=50_000, help="largest CIFAR training size Datalab is timed at")
@@ -555,6 +580,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", dest="json_path", help="also write the raw numbers here")
     ap.add_argument("--check", action="store_true", help="exit 1 unless CIFAR-sized diagnosis < 10 s and <= slowest peer")
     args = ap.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 2
 
     def sizes(opt, default, quick):
         if opt:
@@ -598,10 +625,12 @@ def main(argv=None) -> int:
         if (t := per_check_table(r)) is not None:
             print(t + "\n")
     print(
-        "whylow times are wall clock of a child process: the CLI row includes interpreter start, imports, reading "
+        (f"Times are the best of {args.repeats} runs (Datalab: one run). " if args.repeats > 1 else "")
+        + "whylow times are wall clock of a child process: the CLI row includes interpreter start, imports, reading "
         "the .npz files and writing the JSON report; the API row is the `whylow.diagnose` call alone (files "
         "loaded inside it). Peer calls run in-process on arrays already in memory (float64). Datalab features: "
-        "8×8×3 average-pooled images. Peak RSS: the child's own maximum resident set (os.wait4)"
+        "8×8×3 average-pooled images. Peak RSS: the command's own maximum resident set (os.wait4 in a small "
+        "launcher process), the largest over the runs"
         + (f"; import baseline {fmt_bytes(baseline_rss)}." if baseline_rss else ".")
     )
     if args.json_path:
