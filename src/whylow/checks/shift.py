@@ -193,6 +193,8 @@ class CovariateShiftCheck(Check):
     pervasive_auc = 0.85
     critical_drop = 0.05
     max_domain_samples = 4000
+    #: Cross-validation folds of the domain classifier (3 halves its cost against 5; the AUC barely moves).
+    domain_folds = 3
     max_columns = 256
 
     def run(self, ctx) -> list[Finding]:
@@ -221,7 +223,7 @@ class CovariateShiftCheck(Check):
         dom = None
         if feats is not None:
             x_ref, x_tst, _, groups = feats
-            dom = domain_classifier(x_ref, x_tst, seed=ctx.seed, groups=groups)
+            dom = domain_classifier(x_ref, x_tst, seed=ctx.seed, groups=groups, n_folds=int(self.threshold(ctx, "domain_folds")))
         domain_sig = dom is not None and dom["auc"] >= self.threshold(ctx, "min_auc") and dom["p_value"] < alpha
         if not drifted and not domain_sig:
             return []
