@@ -233,11 +233,11 @@ def test_thresholds_can_be_overridden():
     k = 5
     ytr, yva = rng.integers(0, k, 800), rng.integers(0, k, 400)
     kwargs = dict(train=whylow.Split(y=ytr, probs=_probs_with_accuracy(ytr, k, 1.0, 0.99, rng)),
-                  val=whylow.Split(y=yva, probs=_probs_with_accuracy(yva, k, 0.93, 0.99, rng)),
-                  test=whylow.Split(y=yva, probs=_probs_with_accuracy(yva, k, 0.93, 0.99, rng)))
+                  val=whylow.Split(y=yva, probs=_probs_with_accuracy(yva, k, 0.91, 0.99, rng)),
+                  test=whylow.Split(y=yva, probs=_probs_with_accuracy(yva, k, 0.91, 0.99, rng)))
     default = _mine(whylow.diagnose(**kwargs), "overfitting")
     assert default.severity == "warning"
-    strict = _mine(whylow.diagnose(**kwargs, options={"overfitting.critical_gap": 0.06, "overfitting.warn_gap": 0.03}), "overfitting")
+    strict = _mine(whylow.diagnose(**kwargs, options={"overfitting.critical_gap": 0.06, "overfitting.critical_gap_low": 0.03}), "overfitting")
     assert strict.severity == "critical"
 
 
