@@ -35,6 +35,23 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def diagnosed():
+    """``get(name, **params) -> (scenario, report)``: each scenario built and diagnosed once per test session."""
+    from whylow.scenarios import build
+
+    cache: dict = {}
+
+    def get(name: str, **params):
+        key = (name, tuple(sorted(params.items())))
+        if key not in cache:
+            sc = build(name, **params)
+            cache[key] = (sc, sc.diagnose())
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def report_schema() -> dict:
     """The JSON Schema of the report (../shared/report.schema.json)."""
     if not SCHEMA_PATH.exists():

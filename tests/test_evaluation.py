@@ -6,39 +6,7 @@ import numpy as np
 import pytest
 
 import whylow
-from whylow.scenarios import build
-
-@pytest.fixture(scope="module")
-def diagnosed():
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    cache: dict = {}
-
-    def get(name: str, **params):
-        key = (name, tuple(sorted(params.items())))
-        if key not in cache:
-            sc = build(name, **params)
-            cache[key] = (sc, sc.diagnose())
-        return cache[key]
-
-    yield get
-    torch.set_num_threads(threads)
-
-
-def _describe(report) -> list:
-    return [(f.code, f.severity, f.check, f.verified is not None, f.title[:90]) for f in report.findings]
-
-
-def _assert_top(report, expected: str) -> None:
-    assert report.findings and report.findings[0].code == expected, _describe(report)
-
-
-def _only(report, code):
-    found = [f for f in report.findings if f.code == code]
-    assert len(found) == 1, _describe(report)
-    return found[0]
-
+from findings_asserts import assert_top, describe, only_finding
 
 def _none_of(report, code):
     return not [f for f in report.findings if f.code == code]
@@ -49,8 +17,8 @@ def _none_of(report, code):
 
 def test_misleading_metric_scenario(diagnosed, validate_report):
     _, report = diagnosed("misleading-metric")
-    _assert_top(report, "misleading-metric")
-    f = _only(report, "misleading-metric")
+    assert_top(report, "misleading-metric")
+    f = only_finding(report, "misleading-metric")
     assert f.severity == "critical"
     ev = f.evidence
     assert abs(ev["accuracy"] - ev["majority_baseline_accuracy"]) < 0.02 and ev["majority_baseline_accuracy"] > 0.85
@@ -60,15 +28,15 @@ def test_misleading_metric_scenario(diagnosed, validate_report):
         assert ev[key] is not None
     assert "balanced accuracy" in f.fix and "per-class recall" in f.fix
     # no-signal is true here as well, but reported below: accuracy is what hides it
-    ns = _only(report, "no-signal")
+    ns = only_finding(report, "no-signal")
     assert ns.severity == "warning"
     validate_report(report.to_dict())
 
 
 def test_small_sample_scenario(diagnosed, validate_report):
     sc, report = diagnosed("small-sample")
-    _assert_top(report, "small-sample")
-    f = _only(report, "small-sample")
+    assert_top(report, "small-sample")
+    f = only_finding(report, "small-sample")
     assert f.severity == "warning"
     ev = f.evidence
     assert ev["n_test"] == sc.notes["n_test"] == 40
@@ -81,7 +49,7 @@ def test_small_sample_scenario(diagnosed, validate_report):
 
 def test_healthy_scenario_has_no_evaluation_warning(diagnosed):
     _, report = diagnosed("none")
-    assert not [f for f in report.findings if f.check in ("misleading-metric", "small-sample") and f.severity != "info"], _describe(report)
+    assert not [f for f in report.findings if f.check in ("misleading-metric", "small-sample") and f.severity != "info"], describe(report)
 
 
 # -- misleading-metric on hand-made predictions ------------------------------------
@@ -96,7 +64,7 @@ def _constant_majority(n, rate, rng):
 def test_constant_predictor_on_imbalanced_data_is_critical():
     rng = np.random.default_rng(0)
     y, probs = _constant_majority(1000, 0.1, rng)
-    f = _only(whylow.diagnose(test=whylow.Split(y=y, probs=probs), class_names=["ok", "defect"]), "misleading-metric")
+    f = only_finding(whylow.diagnose(test=whylow.Split(y=y, probs=probs), class_names=["ok", "defect"]), "misleading-metric")
     assert f.severity == "critical"
     assert "no better than always predicting 'ok'" in f.title and "'defect' has recall 0.00" in f.title
     assert f.evidence["p_accuracy_vs_majority"] > 0.4
@@ -114,7 +82,7 @@ def test_accuracy_at_baseline_with_per_class_skill_is_a_warning():
     pred[rng.choice(pos, pos.size // 2, replace=False)] = 0
     pred[rng.choice(neg, pos.size // 2, replace=False)] = 1
     probs = np.where(pred[:, None] == np.arange(2), 0.8, 0.2)
-    f = _only(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "misleading-metric")
+    f = only_finding(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "misleading-metric")
     assert f.severity == "warning" and f.evidence["balanced_accuracy"] > 0.65
 
 
@@ -127,7 +95,7 @@ def test_a_lost_class_hidden_by_the_average_is_a_warning():
     pred[lost] = 5  # class 3 is always called 5
     probs = np.full((n, k), 0.02)
     probs[np.arange(n), pred] = 0.82
-    f = _only(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "misleading-metric")
+    f = only_finding(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "misleading-metric")
     assert f.severity == "warning" and "class '3'" in f.title
     assert f.evidence["near_zero_recall_classes"] == ["3"]
 
@@ -165,7 +133,7 @@ def _good(n, k, acc, rng):
 def test_tiny_test_split_is_a_warning_and_a_large_one_is_fine():
     rng = np.random.default_rng(5)
     y, probs = _good(30, 2, 0.8, rng)
-    f = _only(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "small-sample")
+    f = only_finding(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "small-sample")
     assert f.severity == "warning" and f.evidence["accuracy_ci_width"] > 0.15
     y, probs = _good(5000, 2, 0.8, rng)
     assert _none_of(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "small-sample")
@@ -176,7 +144,7 @@ def test_a_rare_class_is_info():
     y, probs = _good(3000, 3, 0.9, rng)
     y[y == 2] = 0
     y[:15] = 2  # 15 examples of class 2
-    f = _only(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "small-sample")
+    f = only_finding(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "small-sample")
     assert f.severity == "info"
     assert f.evidence["classes_below_min_support"][0]["class"] == "2" and f.evidence["classes_below_min_support"][0]["support"] == 15
 
@@ -185,6 +153,6 @@ def test_all_correct_small_split_still_gets_an_interval():
     # a bootstrap interval collapses to [1, 1] here; the Wilson interval does not
     y = np.arange(40) % 2
     probs = np.where(y[:, None] == np.arange(2), 0.99, 0.01)
-    f = _only(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "small-sample")
+    f = only_finding(whylow.diagnose(test=whylow.Split(y=y, probs=probs)), "small-sample")
     lo, hi = f.evidence["accuracy_ci95"]
     assert hi == 1.0 and lo < 0.93

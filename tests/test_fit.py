@@ -6,43 +6,10 @@ import numpy as np
 import pytest
 
 import whylow
+from findings_asserts import assert_top, describe, only_finding
 from whylow.checks.fit import bootstrap_mean_diff, signal_tests, wilson_interval
-from whylow.scenarios import build
 
 MY_CHECKS = {"underfitting", "overfitting", "no-signal", "misleading-metric", "small-sample", "learning-rate"}
-
-
-@pytest.fixture(scope="module")
-def diagnosed():
-    """Build and diagnose each scenario once, on one torch thread."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    cache: dict = {}
-
-    def get(name: str, **params):
-        key = (name, tuple(sorted(params.items())))
-        if key not in cache:
-            sc = build(name, **params)
-            cache[key] = (sc, sc.diagnose())
-        return cache[key]
-
-    yield get
-    torch.set_num_threads(threads)
-
-
-def _describe(report) -> list:
-    return [(f.code, f.severity, f.check, f.verified is not None, f.title[:90]) for f in report.findings]
-
-
-def _assert_top(report, expected: str) -> None:
-    assert report.findings and report.findings[0].code == expected, _describe(report)
-
-
-def _mine(report, code):
-    found = [f for f in report.findings if f.code == code]
-    assert len(found) == 1, _describe(report)
-    return found[0]
 
 
 # -- planted faults ----------------------------------------------------------
@@ -50,8 +17,8 @@ def _mine(report, code):
 
 def test_underfitting_scenario(diagnosed, validate_report):
     _, report = diagnosed("underfitting")
-    _assert_top(report, "underfitting")
-    f = _mine(report, "underfitting")
+    assert_top(report, "underfitting")
+    f = only_finding(report, "underfitting")
     assert f.severity == "critical"
     ev = f.evidence
     assert ev["train_accuracy"] < 0.7 and ev["reference_accuracy"] > 0.9
@@ -65,7 +32,7 @@ def test_underfitting_scenario(diagnosed, validate_report):
 
 def test_overfitting_scenario(diagnosed, validate_report):
     sc, report = diagnosed("overfitting")
-    f = _mine(report, "overfitting")
+    f = only_finding(report, "overfitting")
     assert f.severity == "critical"
     ev = f.evidence
     assert ev["held_out_split"] == "val" and ev["n_train"] == sc.notes["n_train"]
@@ -77,12 +44,12 @@ def test_overfitting_scenario(diagnosed, validate_report):
     assert f"stop at epoch {hist['best_epoch']}" in f.fix.lower()
     assert not [g for g in report.findings if g.code == "underfitting"]
     validate_report(report.to_dict())
-    _assert_top(report, "overfitting")
+    assert_top(report, "overfitting")
 
 
 def test_no_signal_scenario(diagnosed, validate_report):
     _, report = diagnosed("no-signal")
-    f = _mine(report, "no-signal")
+    f = only_finding(report, "no-signal")
     assert f.severity == "critical" and f.confidence > 0.9
     ev = f.evidence
     assert ev["p_accuracy"] > 0.01 and ev["p_log_loss"] > 0.01
@@ -95,14 +62,14 @@ def test_no_signal_scenario(diagnosed, validate_report):
             assert codes.index(symptom) > codes.index("no-signal")
     assert "underfitting" not in codes  # a linear model cannot learn random labels either: nothing to underfit
     validate_report(report.to_dict())
-    _assert_top(report, "no-signal")
+    assert_top(report, "no-signal")
 
 
 @pytest.mark.parametrize("params", [{"seed": 0}, {"seed": 1, "width": 24}], ids=["seed0-width16", "seed1-width24"])
 def test_healthy_models_raise_no_warning_from_these_checks(diagnosed, params):
     _, report = diagnosed("none", **params)
     loud = [f for f in report.findings if f.check in MY_CHECKS and f.severity != "info"]
-    assert not loud, _describe(report)
+    assert not loud, describe(report)
     ran = {c.name: c.status for c in report.checks}
     assert all(ran[name] == "ran" for name in MY_CHECKS), ran
 
@@ -128,7 +95,7 @@ def test_overfitting_from_predictions_and_its_absence():
     train = whylow.Split(y=ytr, probs=_probs_with_accuracy(ytr, k, 1.0, 0.99, rng))
     overfit = whylow.diagnose(train=train, val=whylow.Split(y=yva, probs=_probs_with_accuracy(yva, k, 0.7, 0.99, rng)),
                               test=whylow.Split(y=yva, probs=_probs_with_accuracy(yva, k, 0.7, 0.99, rng)))
-    f = _mine(overfit, "overfitting")
+    f = only_finding(overfit, "overfitting")
     assert f.severity == "critical" and 0.25 < f.evidence["accuracy_gap"] < 0.35
     lo, hi = f.evidence["accuracy_gap_ci95"]
     assert lo < f.evidence["accuracy_gap"] < hi and hi - lo < 0.12
@@ -144,7 +111,7 @@ def test_overfitting_from_history_alone():
     loss = list(np.geomspace(1.1, 0.02, 20))
     val = [0.9, 0.7, 0.55, 0.45, 0.4, 0.38, 0.37, 0.38, 0.4, 0.43, 0.46, 0.5, 0.53, 0.57, 0.6, 0.63, 0.66, 0.7, 0.72, 0.75]
     report = whylow.diagnose(test=test, history={"loss": loss, "val_loss": val})
-    f = _mine(report, "overfitting")
+    f = only_finding(report, "overfitting")
     assert f.severity == "warning"
     assert f.evidence["history"]["best_epoch"] == 7 and f.evidence["history"]["val_loss_rise"] > 0.8
     assert "stop at epoch 7" in f.fix.lower()
@@ -158,7 +125,7 @@ def test_no_signal_on_random_predictions_and_not_on_informative_ones():
     y = rng.integers(0, k, n)
     random_probs = rng.dirichlet(np.ones(k) * 0.5, n)
     report = whylow.diagnose(test=whylow.Split(y=y, probs=random_probs))
-    f = _mine(report, "no-signal")
+    f = only_finding(report, "no-signal")
     assert f.severity == "critical" and f.verified is None  # no training priors: nothing to verify against
     assert f.evidence["priors_from"] == "test class frequencies"
     informative = _probs_with_accuracy(y, k, 0.4, 0.4, rng)  # weak but real signal: 0.40 vs 0.25 by chance
@@ -170,7 +137,7 @@ def test_no_signal_verified_against_training_priors():
     y_tr, y_te = rng.integers(0, 2, 500), rng.integers(0, 2, 300)
     overconfident = rng.dirichlet([0.3, 0.3], 300)  # random and extreme: worse than the priors
     report = whylow.diagnose(train=whylow.Split(y=y_tr), test=whylow.Split(y=y_te, probs=overconfident))
-    f = _mine(report, "no-signal")
+    f = only_finding(report, "no-signal")
     assert f.verified["metric"] == "log_loss" and f.verified["after"] < f.verified["before"]
     assert f.evidence["priors_from"] == "training class frequencies"
 
@@ -183,7 +150,7 @@ def test_underfitting_against_the_reference_on_tabular_data():
     weak = _probs_with_accuracy(y, k, 0.55, 0.5, rng)
     report = whylow.diagnose(train=whylow.Split(x=x, y=y, probs=weak, layout="tabular"),
                              test=whylow.Split(x=x[:300], y=y[:300], probs=weak[:300], layout="tabular"))
-    f = _mine(report, "underfitting")
+    f = only_finding(report, "underfitting")
     assert f.severity == "critical" and f.evidence["reference_accuracy"] > 0.85
     good = _probs_with_accuracy(y, k, 0.99, 0.95, rng)
     report = whylow.diagnose(train=whylow.Split(x=x, y=y, probs=good, layout="tabular"),
@@ -224,7 +191,7 @@ def test_underfitting_from_a_still_falling_curve_is_only_info_without_a_referenc
     probs = _probs_with_accuracy(y, 3, 0.8, 0.6, rng)
     report = whylow.diagnose(train=whylow.Split(y=y, probs=probs), test=whylow.Split(y=y, probs=probs),
                              history={"loss": list(np.linspace(1.1, 0.5, 10))})
-    f = _mine(report, "underfitting")
+    f = only_finding(report, "underfitting")
     assert f.severity == "info" and f.evidence["still_falling"]
 
 
@@ -235,9 +202,9 @@ def test_thresholds_can_be_overridden():
     kwargs = dict(train=whylow.Split(y=ytr, probs=_probs_with_accuracy(ytr, k, 1.0, 0.99, rng)),
                   val=whylow.Split(y=yva, probs=_probs_with_accuracy(yva, k, 0.91, 0.99, rng)),
                   test=whylow.Split(y=yva, probs=_probs_with_accuracy(yva, k, 0.91, 0.99, rng)))
-    default = _mine(whylow.diagnose(**kwargs), "overfitting")
+    default = only_finding(whylow.diagnose(**kwargs), "overfitting")
     assert default.severity == "warning"
-    strict = _mine(whylow.diagnose(**kwargs, options={"overfitting.critical_gap": 0.06, "overfitting.critical_gap_low": 0.03}), "overfitting")
+    strict = only_finding(whylow.diagnose(**kwargs, options={"overfitting.critical_gap": 0.06, "overfitting.critical_gap_low": 0.03}), "overfitting")
     assert strict.severity == "critical"
 
 

@@ -12,15 +12,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 pytest.importorskip("keras")
 pytest.importorskip("torch")
 
+from findings_asserts import assert_top, describe  # noqa: E402
+
 from whylow.scenarios import build, list_scenarios  # noqa: E402
-
-def _describe(report) -> list:
-    return [(f.code, f.severity, f.check, f.verified is not None, f.title[:90]) for f in report.findings]
-
-
-def _assert_top(report, expected: str) -> None:
-    assert report.findings and report.findings[0].code == expected, _describe(report)
-
 
 @pytest.fixture(scope="module")
 def seed2():
@@ -66,7 +60,7 @@ def test_seed2_over_parametrised_model_is_more_extreme_than_the_reduced_one(seed
 def test_seed2_is_diagnosed_as_no_signal(seed2, validate_report):
     sc, _ = seed2
     report = sc.diagnose()
-    _assert_top(report, "no-signal")
+    assert_top(report, "no-signal")
     f = report.findings[0]
     assert f.severity == "critical"
     assert abs(f.evidence["reference_accuracy"] - f.evidence["reference_chance_accuracy"]) < 0.05
@@ -93,7 +87,7 @@ def test_seed3_is_diagnosed_as_misleading_metric(seed3, validate_report):
     sc, report = seed3
     assert sc.test.n_samples == 200 and sc.train.n_samples == 800
     f = [g for g in report.findings if g.code == "misleading-metric"]
-    assert len(f) == 1, _describe(report)
+    assert len(f) == 1, describe(report)
     f = f[0]
     assert f.severity == "critical"
     ev = f.evidence
@@ -106,7 +100,7 @@ def test_seed3_is_diagnosed_as_misleading_metric(seed3, validate_report):
     assert ev["brier"] == pytest.approx(2 * sc.notes["seed_printout"]["brier"], abs=1e-3)  # multiclass Brier = 2 × binary
     assert ev["worst_classes"][0]["class"] == "1" and ev["worst_classes"][0]["recall"] < 0.1
     validate_report(report.to_dict())
-    _assert_top(report, "misleading-metric")
+    assert_top(report, "misleading-metric")
 
 
 def test_seed3_no_signal_is_reported_below_the_misleading_metric(seed3):
