@@ -68,21 +68,28 @@ def split_indices(y: np.ndarray, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> li
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 
-def make_cnn(in_channels: int = 1, n_classes: int = 10, width: int = 16, seed: int = 0):
-    """A small CNN for N×C×H×W float input: two conv blocks, global pooling, a linear head."""
+def make_cnn(in_channels: int = 1, n_classes: int = 10, width: int = 16, seed: int = 0, dense_head: int | None = None):
+    """A small CNN for N×C×H×W float input: two conv blocks and a linear head.
+
+    The head pools the feature map to 2×2 by default; ``dense_head=size``
+    (the input's side length) instead connects every position of the
+    (size/2)×(size/2) map: many more parameters, easy to memorise with.
+    """
     torch = require("torch", "torch")
     nn = torch.nn
     torch.manual_seed(seed)
-    return nn.Sequential(
+    features = [
         nn.Conv2d(in_channels, width, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(width, 2 * width, 3, padding=1),
         nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * width, n_classes),
-    )
+    ]
+    if dense_head is None:
+        head = [nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8 * width, n_classes)]
+    else:
+        head = [nn.Flatten(), nn.Linear(2 * width * (dense_head // 2) ** 2, n_classes)]
+    return nn.Sequential(*features, *head)
 
 
 def make_mlp(n_features: int, hidden=(64,), n_outputs: int = 2, seed: int = 0):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from whylow.errors import require
 from whylow.inputs import Split
 from whylow.scenarios import Scenario, scenario
 from whylow.scenarios.base import digits_images, digits_splits, make_cnn, split_indices, train_torch
@@ -33,18 +32,7 @@ __all__ = ["decision_threshold_digits", "overconfident_cnn", "underconfident_cnn
 
 def wide_head_cnn(in_channels: int = 1, n_classes: int = 10, width: int = 16, size: int = 16, seed: int = 0):
     """Two conv blocks and a dense head on the full 8×8 feature map (no pooling): many parameters, easy to memorise with."""
-    torch = require("torch", "torch")
-    nn = torch.nn
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(2 * width * (size // 2) ** 2, n_classes),
-    )
+    return make_cnn(in_channels, n_classes, width=width, seed=seed, dense_head=size)
 
 
 def _per_class_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
