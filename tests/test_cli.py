@@ -128,6 +128,14 @@ def test_fail_on(tmp_path, run_whylow):
     clean = run_whylow("diagnose", "--test", tmp_path / "t.npz", "--json", tmp_path / "r.json", "--quiet")
     assert clean.returncode == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    severities = {f["severity"] for f in report["findings"]}
-    gated = run_whylow("diagnose", "--test", tmp_path / "t.npz", "--fail-on", "warning", "--quiet")
-    assert gated.returncode == (1 if severities & {"warning", "critical"} else 0)
+    assert report["findings"][0]["code"] == "no-signal" and report["findings"][0]["severity"] == "critical"
+    assert run_whylow("diagnose", "--test", tmp_path / "t.npz", "--fail-on", "warning", "--quiet").returncode == 1
+    assert run_whylow("diagnose", "--test", tmp_path / "t.npz", "--fail-on", "critical", "--quiet").returncode == 1
+    healthy = tmp_path / "healthy.npz"
+    conf = rng.uniform(0.6, 1.0, n)
+    right = rng.uniform(size=n) < conf
+    pred = np.where(right, y, (y + rng.integers(1, k, n)) % k)
+    p = np.repeat(((1 - conf) / (k - 1))[:, None], k, axis=1)
+    p[np.arange(n), pred] = conf
+    np.savez(healthy, y=y, probs=p)
+    assert run_whylow("diagnose", "--test", healthy, "--fail-on", "warning", "--quiet").returncode == 0
