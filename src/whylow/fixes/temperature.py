@@ -270,6 +270,16 @@ class _Calibrator:
                 f"This {type(self).__name__} is not fitted yet; call fit(y_true, logits=...) or fit(y_true, probs=...) first."
             )
 
+    def _fit_record(self) -> dict:
+        """What the fit measured, as stored in the JSON file."""
+        return {"n_samples": self.n_samples_, "log_loss_before": self.log_loss_before_, "log_loss_after": self.log_loss_after_}
+
+    def _read_fit_record(self, fit) -> None:
+        fit = fit if isinstance(fit, dict) else {}
+        self.n_samples_ = int(_number(fit.get("n_samples"), 0))
+        self.log_loss_before_ = _number(fit.get("log_loss_before"))
+        self.log_loss_after_ = _number(fit.get("log_loss_after"))
+
     def save(self, path) -> Path:
         """Write the fitted calibrator to ``path`` as JSON (atomically)."""
         from whylow.report.report import write_atomic
@@ -401,11 +411,7 @@ class TemperatureScaler(_Calibrator):
             "method": self.method,
             "temperature": self.temperature_,
             "input": self.input_,
-            "fit": {
-                "n_samples": self.n_samples_,
-                "log_loss_before": self.log_loss_before_,
-                "log_loss_after": self.log_loss_after_,
-            },
+            "fit": self._fit_record(),
         }
 
     @classmethod
@@ -420,10 +426,7 @@ class TemperatureScaler(_Calibrator):
         obj = cls()
         obj.temperature_ = float(t)
         obj.input_ = d.get("input", "logits") if d.get("input") in ("logits", "log_probs") else "logits"
-        fit = d.get("fit") or {}
-        obj.n_samples_ = int(_number(fit.get("n_samples"), 0))
-        obj.log_loss_before_ = _number(fit.get("log_loss_before"))
-        obj.log_loss_after_ = _number(fit.get("log_loss_after"))
+        obj._read_fit_record(d.get("fit"))
         return obj
 
     def __repr__(self) -> str:
@@ -585,11 +588,7 @@ class VectorScaler(_Calibrator):
             "bias": [float(v) for v in self.bias_],
             "temperature": self.temperature_,
             "input": self.input_,
-            "fit": {
-                "n_samples": self.n_samples_,
-                "log_loss_before": self.log_loss_before_,
-                "log_loss_after": self.log_loss_after_,
-            },
+            "fit": self._fit_record(),
         }
 
     @classmethod
@@ -614,10 +613,7 @@ class VectorScaler(_Calibrator):
         obj.scale_, obj.bias_, obj.input_ = scale, bias, d["input"]
         t = d.get("temperature")
         obj.temperature_ = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
-        fit = d.get("fit") or {}
-        obj.n_samples_ = int(_number(fit.get("n_samples"), 0))
-        obj.log_loss_before_ = _number(fit.get("log_loss_before"))
-        obj.log_loss_after_ = _number(fit.get("log_loss_after"))
+        obj._read_fit_record(d.get("fit"))
         return obj
 
     def __repr__(self) -> str:
