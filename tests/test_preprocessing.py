@@ -5,119 +5,191 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whylow.checks.preprocessing import estimate_transform
+from whylow.checks.preprocessing import ModelScorer, estimate_image_mismatch, estimate_transform
 from whylow.errors import InvalidInputError
-from whylow.fixes.preprocessing import InputTransform, resize_images
+from whylow.fixes.preprocessing import GeometricTransform, InputTransform, resize_images
 from whylow.scenarios import build
-from whylow.scenarios.base import colourise, digits_images
+from whylow.scenarios.base import digits_images
 from whylow.summaries import summarise
 
 
 @pytest.fixture(scope="module")
 def raw():
-    """scikit-learn's digits as uint8 16×16 images, shuffled, split 1000 / 797."""
-    x, _ = digits_images(16)
-    x = x[np.random.default_rng(0).permutation(len(x))]
-    return x[:1000], x[1000:]
+    """scikit-learn's digits as uint8 16×16 images, shuffled, split 1000 / 797, with labels."""
+    x, y = digits_images(16)
+    order = np.random.default_rng(0).permutation(len(x))
+    x, y = x[order], y[order]
+    return x[:1000], x[1000:], y[:1000], y[1000:]
 
 
-def _estimate(train, test, layout="NHW", **kw):
-    return estimate_transform(summarise(train, layout=layout), summarise(test, layout=layout), **kw)
+def _flat_model(x_train, y_train):
+    """A logistic regression on flattened pixels, as a callable ``x -> probs`` (a model whylow can re-run)."""
+    from sklearn.linear_model import LogisticRegression
+
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a few hundred iterations are plenty for these tests
+        clf = LogisticRegression(max_iter=300).fit(np.asarray(x_train, np.float64).reshape(len(x_train), -1), y_train)
+    return lambda x: clf.predict_proba(np.asarray(x, np.float64).reshape(len(x), -1))
+
+
+def _estimate(train, test, layout="NHW", model=None, y_test=None, natural=None, **kw):
+    """Estimate with the model re-run on the labelled test rows (when given), else from the inputs alone."""
+    scorer = None if model is None else ModelScorer(model, np.asarray(test), np.asarray(y_test), layout)
+    lattices = (summarise(train, layout=layout).lattices(), summarise(test, layout=layout).lattices())
+    return estimate_image_mismatch(train, test, layout, natural_x=natural, lattices=lattices, scorer=scorer, **kw)
 
 
 def test_divided_by_127_instead_of_255_is_named_with_its_divisors(raw):
-    tr, te = raw
-    est = _estimate((tr / 255.0).astype(np.float32), (te / 127.0).astype(np.float32))
-    assert est.is_mismatch and est.parts == ["scale"]
-    assert est.pre.scale == pytest.approx([255 / 127])
-    assert est.pre.offset == pytest.approx([0.0])
-    assert "multiples of 1/255" in est.title and "multiples of 1/127" in est.title
-    assert "Divide test images by 255 instead of 127" in est.fix
-    assert est.residual_offset is None
+    tr, te, ytr, yte = raw
+    x_tr, x_te = (tr / 255.0).astype(np.float32), (te / 127.0).astype(np.float32)
+    for model in (None, _flat_model(x_tr, ytr)):
+        est = _estimate(x_tr, x_te, model=model, y_test=yte)
+        assert est.is_mismatch and est.candidate.kind == "scale", est.evidence
+        assert est.candidate.params["factor"] == pytest.approx(255 / 127)
+        assert "divided by 127 instead of 255" in est.title
+        assert "Divide test images by 255 instead of 127" in est.fix
+        assert abs(float(est.pre.invert(x_te, "NHW").max()) - 1.0) < 0.01
+        assert est.verified_by_model is (model is not None)
+    assert est.selection["accuracy_after"] > est.selection["accuracy_before"]
 
 
-def test_uint8_training_and_float_test_inputs(raw):
-    tr, te = raw
-    est = _estimate(tr, (te / 255.0).astype(np.float32))
-    assert est.is_mismatch and est.parts == ["scale"]
-    assert est.pre.scale == pytest.approx([1 / 255])
-    assert "uint8 0-255" in est.title
+def test_uint8_training_and_float_test_inputs_for_a_model_that_divides_inside(raw):
+    tr, te, ytr, yte = raw
+    model = _flat_model(tr / 255.0, ytr)
+    inside = lambda x: model(np.asarray(x, np.float64) / 255.0)  # the model normalises its uint8 inputs itself
+    est = _estimate(tr, (te / 255.0).astype(np.float32), model=inside, y_test=yte)
+    assert est.is_mismatch and est.candidate.params["factor"] == pytest.approx(1 / 255)
+    assert "raw 0-255" in est.title
     assert "multiply the current test inputs by 255" in est.fix
 
 
-def test_missing_standardisation_is_named_with_the_constants_to_apply(raw):
-    tr, te = raw
+def test_255_is_named_rather_than_256_when_the_data_cannot_tell(raw):
+    tr, te, ytr, yte = raw
+    rng = np.random.default_rng(1)
+    cont_tr = (tr + rng.uniform(-0.5, 0.5, tr.shape)).astype(np.float32)  # continuous values: no lattice to read
+    cont_te = (te + rng.uniform(-0.5, 0.5, te.shape)).astype(np.float32)
+    model = _flat_model(cont_tr, ytr)
+    for m in (None, model):
+        est = _estimate(cont_tr, cont_te / 255.0, model=m, y_test=yte)
+        assert est.is_mismatch and est.candidate.params["test_divisor"] == 255, est.candidate.params
+
+
+def test_forgotten_standardisation_is_named_with_the_constants_to_apply(raw):
+    tr, te, ytr, yte = raw
     x_tr = tr / 255.0
     mean, std = x_tr.mean(), x_tr.std()
-    est = _estimate(((x_tr - mean) / std).astype(np.float32), (te / 255.0).astype(np.float32))
-    assert est.is_mismatch and "standardisation" in est.parts
-    assert est.pre.scale == pytest.approx([std], rel=0.05) and est.pre.offset == pytest.approx([mean], rel=0.05)
+    std_tr = ((x_tr - mean) / std).astype(np.float32)
+    model = _flat_model(std_tr, ytr)
+    est = _estimate(std_tr, (te / 255.0).astype(np.float32), model=model, y_test=yte)
+    assert est.is_mismatch and est.candidate.kind == "standardisation-missing"
+    assert est.candidate.params["mean"] == pytest.approx([mean], rel=0.05)
     assert "mean/std normalised" in est.title and est.fix.startswith("Normalise test inputs")
     x_fixed = est.pre.invert((te / 255.0).astype(np.float32), "NHW")
     assert abs(x_fixed.mean()) < 0.1 and abs(x_fixed.std() - 1) < 0.1
 
 
-def test_bgr_test_images_are_a_channel_permutation(raw):
-    tr, te = raw
-    rgb_tr, rgb_te = colourise(tr, 0) / 255.0, colourise(te, 1) / 255.0
-    rgb_tr[..., 2] += 0.3 * (1 - rgb_tr[..., 0])  # a blue background makes every channel distinct
-    rgb_te[..., 2] += 0.3 * (1 - rgb_te[..., 0])
-    est = _estimate(rgb_tr.astype(np.float32), rgb_te[..., ::-1].astype(np.float32), layout="NHWC")
-    assert est.is_mismatch and est.parts == ["channel-order"]
-    assert est.pre.perm.tolist() == [2, 1, 0] and "BGR" in est.title
-    np.testing.assert_allclose(est.pre.scale, 1.0)
-    assert "x[..., ::-1]" in est.fix
+@pytest.fixture(scope="module")
+def photos():
+    """Colour 12×12 crops of scikit-learn's two sample photos, 8 classes (which quarter of which photo), and a model."""
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(0)
+    xs, ys = [], []
+    for i, img in enumerate(load_sample_images().images):
+        h, w = img.shape[0] // 2, img.shape[1] // 2
+        for q, (r0, c0) in enumerate([(0, 0), (0, w), (h, 0), (h, w)]):
+            rr = rng.integers(r0, r0 + h - 12, 150)
+            cc = rng.integers(c0, c0 + w - 12, 150)
+            xs += [img[r:r + 12, c:c + 12] for r, c in zip(rr, cc)]
+            ys += [4 * i + q] * 150
+    x, y = np.stack(xs).astype(np.float32) / 255.0, np.array(ys)
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    return x[:800], y[:800], x[800:], y[800:], _flat_model(x[:800], y[:800])
 
 
-def test_known_normalisation_constants(raw):
-    tr, te = raw
-    rgb_tr, rgb_te = colourise(tr, 0) / 255.0, colourise(te, 1) / 255.0
-    m, s = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    est = _estimate(rgb_tr.astype(np.float32), ((rgb_te - m) / s).astype(np.float32), layout="NHWC")
-    assert est.is_mismatch and est.parts == ["normalisation-constants"]
-    assert "ImageNet" in est.title and "test inputs only" in est.title
-    np.testing.assert_allclose(est.pre.scale, 1 / s, rtol=0.03)
+def test_bgr_photos_are_a_channel_permutation_verified_by_the_model(photos):
+    x_tr, y_tr, x_te, y_te, model = photos
+    est = _estimate(x_tr, x_te[..., ::-1], layout="NHWC", model=model, y_test=y_te)
+    assert est.is_mismatch and est.candidate.kind == "channel-order" and est.candidate.params["order"] == [2, 1, 0]
+    assert "BGR" in est.title and "x[..., ::-1]" in est.fix
+    assert est.selection["accuracy_after"] > est.selection["accuracy_before"] + 0.05
+
+
+def test_bgr_photos_through_diagnose_put_the_verified_mismatch_first(photos):
+    import whylow
+
+    x_tr, y_tr, x_te, y_te, model = photos
+    report = whylow.diagnose(train=(x_tr, y_tr), test=(np.ascontiguousarray(x_te[..., ::-1]), y_te), model=model)
+    top = report.findings[0]
+    assert top.code == "preprocessing-mismatch" and top.severity == "critical", [(f.code, f.title) for f in report.findings]
+    assert top.evidence["preprocessing_candidate"] == {"kind": "channel-order", "order": [2, 1, 0]}
+    assert top.verified["method"] == "re-measured" and top.verified["after"] > top.verified["before"]
+    lo, hi = top.verified["interval"]
+    assert 0 < lo <= hi
+
+
+@pytest.mark.parametrize("op, kind, params", [("flip-h", "flip", {"axis": "horizontal"}), ("rot90", "rotation", {"k": 1})])
+def test_flipped_or_rotated_test_images_are_named(raw, op, kind, params):
+    tr, te, ytr, yte = raw
+    x_tr = (tr / 255.0).astype(np.float32)
+    x_te = GeometricTransform(op).apply((te / 255.0).astype(np.float32), "NHW")
+    est = _estimate(x_tr, x_te, model=_flat_model(x_tr, ytr), y_test=yte)
+    assert est.is_mismatch and est.candidate.describe() == {"kind": kind, **params}, est.evidence.get("candidates_tried")
+
+
+def test_quantised_test_inputs_are_not_a_mismatch(raw):
+    tr, te, ytr, yte = raw
+    rng = np.random.default_rng(2)
+    cont_tr = np.clip(tr / 255.0 + rng.uniform(-0.5, 0.5, tr.shape) / 255, 0, 1).astype(np.float32)
+    cont_te = np.clip(te / 255.0 + rng.uniform(-0.5, 0.5, te.shape) / 255, 0, 1)
+    quantised = (np.round(cont_te * 255) / 255).astype(np.float32)
+    for m in (None, _flat_model(cont_tr, ytr)):
+        assert not _estimate(cont_tr, quantised, model=m, y_test=yte).is_mismatch
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        lambda x: x,  # a random split: nothing
-        lambda x: np.clip(x + 0.1, 0, None),  # a brightness offset only: shift, not preprocessing
-        lambda x: x**0.5,  # gamma: not one affine map
+        lambda x, r: x,  # a random split: nothing
+        lambda x, r: np.clip(x + 0.1, 0, None),  # a brightness offset only: shift, not preprocessing
+        lambda x, r: x**0.5,  # gamma: not one of the bugs
+        lambda x, r: np.clip(x * r.uniform(1.6, 2.4, (len(x), 1, 1)), 0, 1),  # lighting: a gain per image, clipped
     ],
-    ids=["same", "offset", "gamma"],
+    ids=["same", "offset", "gamma", "lighting"],
 )
-def test_no_mismatch_without_one_uniform_map(raw, change):
-    tr, te = raw
-    est = _estimate((tr / 255.0).astype(np.float32), change(te / 255.0).astype(np.float32))
-    assert not est.is_mismatch and est.pre is None
+def test_no_mismatch_for_a_distribution_change(raw, change):
+    tr, te, ytr, yte = raw
+    x_tr = (tr / 255.0).astype(np.float32)
+    x_te = change(te / 255.0, np.random.default_rng(3)).astype(np.float32)
+    for m in (None, _flat_model(x_tr, ytr)):
+        est = _estimate(x_tr, x_te, model=m, y_test=yte)
+        assert not est.is_mismatch and est.pre is None, (est.title, est.evidence.get("candidates_tried"))
 
 
-def test_brightness_offset_is_kept_as_residual_not_preprocessing(raw):
-    tr, te = raw
-    est = _estimate((tr / 255.0).astype(np.float32), (te / 255.0 + 0.1).astype(np.float32))
-    assert not est.is_mismatch
-    assert est.residual_offset == pytest.approx([0.1], abs=0.01)
-
-
-def test_seed_style_scale_plus_offset_names_both_parts():
+def test_seed_style_scale_plus_offset_keeps_the_offset_for_covariate_shift():
     rng = np.random.default_rng(0)
     train = ((rng.random((150, 24, 24, 3)) + 0.2) / 255).astype(np.float32)
     test = ((rng.random((100, 24, 24, 3)) + 0.05) / 127).astype(np.float32)
     est = _estimate(train, test, layout="NHWC")
-    assert est.is_mismatch and est.parts == ["scale"]
-    assert "255/127" in est.title and "Divide test images by 255 instead of 127" in est.fix
-    assert est.residual_offset == pytest.approx([-0.15 / 255] * 3, rel=0.05)
-    assert "darker" in est.evidence["explanation"] and "/255" in est.evidence["explanation"]
-    np.testing.assert_allclose(est.pre.offset, 0.0)
+    assert est.is_mismatch and est.parts == ["scale"] and not est.verified_by_model
+    assert "divided by 127 instead of 255" in est.title
+    assert est.residual_offset == pytest.approx([-0.15 / 255] * 3, rel=0.1)
+    assert "darker" in est.evidence["explanation"]
 
 
 def test_size_difference_is_a_shape_issue(raw):
-    tr, te = raw
+    import whylow
+
+    tr, te, ytr, yte = raw
     small = resize_images(te.astype(np.float32), "NHW", (12, 12))
-    est = _estimate(tr.astype(np.float32), small)
-    assert est.shape_issue["size"] == [12, 12] and est.shape_issue["reference_size"] == [16, 16]
+    report = whylow.diagnose(train=(tr.astype(np.float32), ytr), test=(small, yte))
+    found = [f for f in report.findings if f.code == "preprocessing-mismatch"]
+    assert found and found[0].evidence["size"] == [12, 12] and found[0].evidence["reference_size"] == [16, 16]
     back = resize_images(small, "NHW", (16, 16))
     assert back.shape == te.shape
 
@@ -166,7 +238,7 @@ def reports(single_thread):
 @pytest.mark.parametrize(
     "name, words",
     [
-        ("normalisation", ("multiples of 1/255", "multiples of 1/127")),
+        ("normalisation", ("divided by 127 instead of 255",)),
         ("missing-normalisation", ("mean/std normalised",)),
         ("channel-order", ("BGR",)),
     ],
@@ -178,7 +250,7 @@ def test_scenario_top_finding_is_a_verified_preprocessing_mismatch(reports, name
     assert top.severity == "critical"
     for w in words:
         assert w in top.title
-    assert top.verified["metric"] == "accuracy" and top.verified["after"] > top.verified["before"]
+    assert top.verified["after"] != top.verified["before"] and top.verified["method"] == "re-measured"
     assert top.evidence["verification"]["log_loss_after"] < top.evidence["verification"]["log_loss_before"]
     assert top.fix and top.fix.endswith(".")
     assert not [f for f in report.findings if f.code == "covariate-shift" and f.severity != "info"]

@@ -1,54 +1,63 @@
 """``preprocessing-mismatch``: test inputs went through different preprocessing than training inputs.
 
-Measurement
------------
-The reference is the training split (else validation); every other split
-with inputs (validation, test) is compared with it, from their streaming
-`whylow.summaries.InputSummary`.
+Found by intervention, not by how well one map fits. The reference is the
+training split (else validation); validation and test inputs are compared
+with it.
 
 1. **Shape.** A different image size or channel count is a mismatch in
-   itself (resize / colour conversion).
-2. **A per-channel affine map with a channel permutation.** At the
-   quantile levels ``q = 0.01, 0.02, ..., 0.99`` the test quantiles of
-   channel ``c`` are regressed on the reference quantiles of channel
-   ``perm[c]`` by least squares, ``test_q ≈ a_c * ref_q + b_c`` (a
-   decreasing fit on reversed quantiles detects inverted intensities). The
-   fit error is the residual RMS over the test channel's standard
-   deviation; the permutation with the smallest worst-channel error wins,
-   ties going to the identity, then to the reversed order (RGB/BGR).
-   A preprocessing difference maps *every* quantile by one map, so a
-   mismatch needs a near-perfect fit (``max_fit_error``, default 0.03).
-3. **Uniformity across images.** Under a map applied to every image the
-   per-image channel means become ``a_c * m + b_c`` and per-image channel
-   standard deviations ``|a_c| * s``; their predicted and observed
-   quantiles (5 %..95 %) must agree within ``max_inconsistency`` (0.5) of
-   the observed spread. A real distribution change (gamma, per-image
-   lighting, blur) breaks this, and is left to ``covariate-shift``.
-4. **Effect size and significance.** The identity map must be far off:
-   the RMS difference of same-channel quantiles over the reference standard
-   deviation is at least ``min_effect`` (0.2); and two-sample
-   Kolmogorov-Smirnov tests on per-image channel means, contrast and
-   brightness, Bonferroni-corrected, give ``p < alpha`` (0.01).
-5. **Naming.** The map is decomposed into what preprocessing explains:
-   a scale equal to a ratio of usual divisors (255/127, 1/255, 2, 257, ...;
-   the value lattices ``1/255`` vs ``1/127`` name the divisors when present),
-   mean/std normalisation present in one split only (per-channel mean ≈ 0
-   and std ≈ 1), known normalisation constants (ImageNet, CIFAR, MNIST,
-   0.5/0.5), centring constants, a channel permutation, an inversion.
-   An offset that no preprocessing explains (``a ≈ 1``, or left over after
-   a named scale) is a brightness difference: it is reported in the
-   evidence and judged by ``covariate-shift`` on inputs with only the
-   preprocessing part undone (``ctx.cached("preprocessing:test")``).
+   itself (resize / colour conversion); a size difference is verified by
+   resizing back and re-running the model.
+2. **Candidates.** `whylow.fixes.pipeline_bugs` enumerates the closed list
+   of input-pipeline bugs plausible for the two splits' stored values:
+   scales by ratios of usual divisors, normalisation missing, extra or with
+   other constants, inverted intensities, channel permutations, flips,
+   rotations, transposes and 8-bit wrap-around.
+3. **Distances.** On seeded samples of rows (``max_sample_rows``), the
+   distance between two sets of images is the sum of three scale-free
+   terms in reference pixel standard deviations: the per-channel
+   Wasserstein-1 distance of pixel values (from 99 quantiles), the RMS
+   difference of the mean images, and the Wasserstein-1 distance of the
+   per-image channel means and standard deviations. The *natural* distance
+   is that of the validation inputs to the reference (else of two halves
+   of the reference); every candidate's distance is that of the test
+   inputs with the candidate undone.
+4. **With a model and labels (verified).** Each candidate is undone on the
+   same ``max_select_rows`` test rows and the model is re-run (value
+   candidates: the ``max_value_candidates`` closest to the reference). A
+   candidate recovers when, against the model's outputs on the inputs as
+   they are, accuracy rises (one-sided exact McNemar test on the changed
+   predictions) by at least ``min_gain`` and log-loss does not rise, or
+   log-loss falls (one-sided paired t-test) by at least ``min_log_loss_drop``
+   and accuracy does not fall; p-values are Bonferroni-corrected over the
+   candidates (``alpha``). A value candidate must also be a deterministic
+   map of the data, not a lighting change: the value lattices agree with
+   it (test step = scale × reference step), or, when the lattices cannot
+   tell, undoing it leaves at most ``max_residual_ratio`` times the natural
+   distance. Of the recovering candidates the best accuracy wins; within
+   ``tie_accuracy`` of it the most common bug is named (255 before 256).
+   The winner is then combined once with each other family's recovering
+   candidates (BGR *and* /255), kept when that recovers significantly more.
+   The finding is verified on the whole split (``max_verify_samples``):
+   accuracy and log-loss before and after, with a 95 % interval of the
+   accuracy gain. It explains the part of the validation-to-test accuracy
+   gap the fix recovers.
+5. **Without a model (not verified).** The candidate whose undoing brings
+   the test inputs closest to the reference is named when that is within
+   ``max_residual_ratio`` times the natural distance, while the inputs as
+   they are lie at least ``min_distance_ratio`` times the natural distance
+   and ``min_effect`` away: a warning, with its confidence lowered and the
+   note that no model confirmed it.
 
-Verification
-------------
-With a model and labels, the preprocessing part is undone on the split's
-inputs (`whylow.fixes.preprocessing.InputTransform.invert`), the model is
-re-run, and accuracy / log-loss before and after are reported as
-``verified``. The transform is estimated from unlabelled input
-distributions, never from labels or predictions. Severity is critical when
-the verified accuracy gain is at least ``critical_gain`` (0.05) or log-loss
-falls by 20 %, warning otherwise.
+Severity: critical when the verified accuracy gain is at least
+``critical_gain`` (5 points) or log-loss falls by ``critical_log_loss_drop``
+(20 %); a warning otherwise. What is left after the undo (e.g. the seed's
+brightness offset next to its /127) is judged by ``covariate-shift`` on the
+test inputs with the fix applied (`aligned_summary`, `aligned_probs`).
+
+What the evidence does not rule out: a bug outside the list (a crop, a
+colour-space conversion, an interpolation change without a size change), or
+two bugs of which neither alone recovers accuracy; the check then stays
+silent and the difference is left to ``covariate-shift``.
 
 Tabular ``N×D`` inputs are compared column-wise by their moments:
 standardisation present in one split only, or one common scale factor.
@@ -56,50 +65,129 @@ standardisation present in one split only, or one common scale factor.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from whylow.checks import Check, register
-from whylow.fixes.preprocessing import InputTransform, rerun_on_fixed
+from whylow.fixes.pipeline_bugs import Candidate, compose, other_candidates, value_candidates
+from whylow.fixes.preprocessing import GeometricTransform, InputTransform, rerun_on_fixed
+from whylow.inputs.detect import to_nhwc
 from whylow.report.finding import Finding
 from whylow.summaries import InputSummary, split_summary
 
-__all__ = ["PreprocessingCheck", "TransformEstimate", "estimate_transform", "preprocessing_estimate", "aligned_summary", "aligned_probs"]
+__all__ = [
+    "PreprocessingCheck",
+    "SampleStats",
+    "TransformEstimate",
+    "estimate_transform",
+    "estimate_image_mismatch",
+    "preprocessing_estimate",
+    "aligned_summary",
+    "aligned_probs",
+]
 
 Q_LEVELS = np.round(np.linspace(0.01, 0.99, 99), 6)
-_CONSISTENCY_LEVELS = np.linspace(0.05, 0.95, 19)
-
-#: Divisors seen in image pipelines, most common first; a scale equal to d1/d2 is named after them
-#: (near-equal ratios such as 255/127 and 256/127.5 go to the more common pair).
-_DIVISORS = (1.0, 255.0, 127.0, 127.5, 128.0, 256.0, 2.0, 100.0, 65535.0, 1023.0, 4095.0)
-
-#: Per-channel (mean, std) normalisation constants, in [0, 1] units.
-_KNOWN_NORMALISATIONS = {
-    "ImageNet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "CIFAR-10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "CIFAR-10 (0.2023)": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "MNIST": ((0.1307,), (0.3081,)),
-    "0.5/0.5 ([-1, 1])": ((0.5,), (0.5,)),
-}
+_IMAGE_LEVELS = np.linspace(0.05, 0.95, 19)
 
 
 def _fmt(v: float, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def _fmt_list(values, digits: int = 4) -> str:
-    values = [float(v) for v in np.atleast_1d(values)]
-    if len(values) > 1 and np.allclose(values, values[0], rtol=1e-3, atol=1e-12):
-        return _fmt(values[0], digits)
-    return "[" + ", ".join(_fmt(v, digits) for v in values) + "]"
-
-
 def _r(v, digits: int = 5):
     v = float(v)
     return float(f"{v:.{digits}g}") if math.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------
+# sample statistics and distances
+# --------------------------------------------------------------------------
+@dataclass
+class SampleStats:
+    """Statistics of a sample of images that a distance compares (N×H×W×C order).
+
+    Attributes
+    ----------
+    q : ndarray of shape (C, 99)
+        Pixel-value quantiles per channel at levels 0.01..0.99.
+    mean_img : ndarray of shape (H, W, C)
+    img_mean, img_std : ndarray of shape (n, C)
+        Per-image channel means and standard deviations.
+    mean, sd : ndarray of shape (C,)
+        Pixel mean and standard deviation per channel.
+    vmax : float
+        Largest value.
+    """
+
+    q: np.ndarray
+    mean_img: np.ndarray
+    img_mean: np.ndarray
+    img_std: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    vmax: float
+
+    @classmethod
+    def of(cls, x_nhwc: np.ndarray) -> "SampleStats":
+        """Statistics of images in N×H×W×C order."""
+        xf = np.asarray(x_nhwc, dtype=np.float32)
+        n, h, w, c = xf.shape
+        flat = xf.reshape(-1, c)
+        return cls(
+            q=np.quantile(flat, Q_LEVELS, axis=0).T.astype(np.float64),
+            mean_img=xf.mean(axis=0, dtype=np.float64),
+            img_mean=xf.mean(axis=(1, 2), dtype=np.float64),
+            img_std=xf.std(axis=(1, 2), dtype=np.float64),
+            mean=flat.mean(axis=0, dtype=np.float64),
+            sd=flat.std(axis=0, dtype=np.float64),
+            vmax=float(flat.max()) if flat.size else 0.0,
+        )
+
+    def undone(self, transform) -> "SampleStats | None":
+        """The statistics of the same images with ``transform`` undone, or None when that needs the images."""
+        if isinstance(transform, InputTransform):
+            inv = np.argsort(transform.perm)
+            a, b = transform.scale, transform.offset
+
+            def val(v):  # v[..., c] test channel c -> training channel perm[c]
+                return ((v - b) / a)[..., inv]
+
+            q = np.sort((self.q - b[:, None]) / a[:, None], axis=1)[inv]
+            return SampleStats(q, val(self.mean_img), val(self.img_mean), (self.img_std / np.abs(a))[:, inv],
+                               val(self.mean), (self.sd / np.abs(a))[inv], float(np.max(q[:, -1])))
+        if isinstance(transform, GeometricTransform):
+            mean_img = transform.invert(self.mean_img[None], "NHWC")[0]
+            return SampleStats(self.q, mean_img, self.img_mean, self.img_std, self.mean, self.sd, self.vmax)
+        steps = getattr(transform, "steps", None)
+        if steps is not None:
+            out = self
+            for t in reversed(steps):
+                out = out.undone(t) if out is not None else None
+            return out
+        return None
+
+
+def _w1(a: np.ndarray, b: np.ndarray, levels=_IMAGE_LEVELS) -> float:
+    return float(np.mean(np.abs(np.quantile(a, levels) - np.quantile(b, levels))))
+
+
+def distance(a: SampleStats, ref: SampleStats) -> float:
+    """How far images ``a`` are from reference images, in reference pixel standard deviations (0 = same)."""
+    if a.mean_img.shape != ref.mean_img.shape:
+        return math.inf
+    sd = np.maximum(ref.sd, 1e-12 * (1 + np.abs(ref.mean)))
+    values = float(np.mean(np.abs(a.q - ref.q) / sd[:, None]))
+    spatial = float(np.sqrt(np.mean(((a.mean_img - ref.mean_img) / sd) ** 2)))
+    per_image = float(np.mean([
+        (_w1(a.img_mean[:, c], ref.img_mean[:, c]) + _w1(a.img_std[:, c], ref.img_std[:, c])) / sd[c] for c in range(len(sd))
+    ]))
+    return values + spatial + per_image
+
+
+def _sample_rows(n: int, m: int, rng) -> np.ndarray:
+    return np.arange(n) if n <= m else np.sort(rng.choice(n, m, replace=False))
 
 
 # --------------------------------------------------------------------------
@@ -114,45 +202,40 @@ class TransformEstimate:
     name, reference : str
         The compared split and the reference split.
     kind : {"image", "tabular"}
-    fitted : InputTransform or None
-        The full fitted map reference -> split (None when no near-perfect fit).
-    fit_error : float
-        Worst-channel residual RMS of the quantile fit over the channel's std.
-    effect : float
-        Worst-channel RMS difference of same-channel quantiles over the
-        reference std (how far the identity map is off).
-    inconsistency : float
-        Disagreement of predicted vs observed per-image statistics (in
-        units of their spread).
-    p_value : float
-        Bonferroni-corrected KS p-value on per-image statistics.
+    candidate : Candidate or None
+        The named input-pipeline bug (images).
+    pre : transform or None
+        What the fix undoes (``invert(x, layout)`` maps the split's inputs back).
     parts : list of str
-        Named pieces: "scale", "standardisation", "normalisation-constants",
-        "centring", "channel-order", "inversion", "affine".
-    pre : InputTransform or None
-        The part attributed to preprocessing (what the fix undoes).
-    residual_offset : ndarray or None
-        Offset per channel left after undoing ``pre``, in reference units
-        (a brightness difference, not preprocessing).
+        The bug's kinds (``["scale"]``, ``["channel-order", "scale"]``, ...).
+    is_mismatch : bool
+    verified_by_model : bool
+        Whether re-running the model confirmed it.
     shape_issue : dict or None
         Size / channel-count / layout differences.
-    is_mismatch : bool
+    residual_offset : ndarray or None
+        Per-channel mean difference left after undoing ``pre``, in reference units.
+    distances : dict
+        Natural, as-is and after-the-fix distances to the reference.
     """
 
     name: str
     reference: str
     kind: str
-    fitted: InputTransform | None = None
-    fit_error: float = math.inf
-    effect: float = 0.0
-    inconsistency: float = math.inf
-    p_value: float = 1.0
+    candidate: Candidate | None = None
+    pre: object | None = None
+    fitted: object | None = None
     parts: list[str] = field(default_factory=list)
-    pre: InputTransform | None = None
+    is_mismatch: bool = False
+    verified_by_model: bool = False
+    shape_issue: dict | None = None
     residual_offset: np.ndarray | None = None
     residual_offset_sd: float = 0.0
-    shape_issue: dict | None = None
-    is_mismatch: bool = False
+    effect: float = 0.0
+    fit_error: float = math.inf
+    p_value: float = 1.0
+    distances: dict = field(default_factory=dict)
+    selection: dict | None = None
     title: str = ""
     fix: str = ""
     confidence: float = 0.0
@@ -161,457 +244,358 @@ class TransformEstimate:
     tst_q: np.ndarray | None = None
 
 
-def _lsq(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Least squares y ≈ a x + b; returns (a, b, residual RMS)."""
-    xm, ym = x.mean(), y.mean()
-    dx = x - xm
-    sxx = float(dx @ dx)
-    if sxx <= 0:
-        return math.nan, math.nan, math.inf
-    a = float(dx @ (y - ym)) / sxx
-    b = float(ym - a * xm)
-    resid = y - (a * x + b)
-    return a, b, float(np.sqrt(np.mean(resid * resid)))
-
-
-def _fit_channel(ref_q: np.ndarray, tst_q: np.ndarray, tst_sd: float) -> tuple[float, float, float]:
-    """Best of the increasing fit and the decreasing fit (reversed quantiles); error relative to ``tst_sd``.
-
-    The decreasing fit (inverted intensities) must be clearly better: for a
-    symmetric distribution both fit, and the plain map is the likelier one.
-    """
-    a, b, rms = _lsq(ref_q, tst_q)
-    a2, b2, rms2 = _lsq(ref_q[::-1], tst_q)
-    if a2 < 0 and rms2 < 0.5 * rms:
-        a, b, rms = a2, b2, rms2
-    scale = tst_sd if tst_sd > 0 else max(float(np.ptp(tst_q)), 1e-30)
-    return a, b, rms / scale
-
-
-def _permutations(c: int) -> list[tuple[int, ...]]:
-    ident = tuple(range(c))
-    if c == 1 or c > 4:
-        return [ident]
-    rev = tuple(reversed(ident))
-    others = [p for p in itertools.permutations(range(c)) if p not in (ident, rev)]
-    others.sort(key=lambda p: sum(i != j for i, j in enumerate(p)))
-    return [ident, rev] + others
-
-
-def _named_scale(a: float, ref_lat, tst_lat) -> tuple[float, str, tuple[float, float]] | None:
-    """Snap a scale to a ratio of usual divisors: (ratio, words, (ref_divisor, test_divisor))."""
-    if ref_lat is not None and tst_lat is not None:
-        dr, dt = ref_lat, tst_lat
-        ratio = dr / dt
-        if abs(math.log(abs(a) / ratio)) < math.log(1.03):
-            return ratio, f"{_fmt(dr)}/{_fmt(dt)}", (dr, dt)
-    best = None
-    for (i, d_ref), (j, d_tst) in itertools.product(enumerate(_DIVISORS), enumerate(_DIVISORS)):
-        if d_ref == d_tst:
-            continue
-        ratio = d_ref / d_tst
-        err = abs(math.log(abs(a) / ratio))
-        cost = err + 0.0002 * (i + j)  # prefer common divisors among ratios that fit equally well
-        if err < math.log(1.02) and (best is None or cost < best[0]):
-            best = (cost, ratio, d_ref, d_tst)
-    if best is None:
-        return None
-    _, ratio, d_ref, d_tst = best
-    return ratio, f"{_fmt(d_ref)}/{_fmt(d_tst)}", (d_ref, d_tst)
-
-
-def _is_standardised(mean: np.ndarray, std: np.ndarray, tol: float = 0.1) -> bool:
-    return bool(np.all(np.abs(mean) < tol) and np.all(np.abs(std - 1.0) < tol))
-
-
-def _match_known_normalisation(a: np.ndarray, b: np.ndarray) -> tuple[str, str] | None:
-    """Match test = (ref - m)/s ("applied") or ref = (test - m)/s ("missing") against known constants."""
-    c = len(a)
-    for name, (m, s) in _KNOWN_NORMALISATIONS.items():
-        if len(m) not in (1, c):
-            continue
-        for unit in (1.0, 255.0):
-            mm = np.resize(np.asarray(m) * unit, c)
-            ss = np.resize(np.asarray(s) * unit, c)
-            # test = (ref - m) / s  ->  a = 1/s, b = -m/s   (normalisation applied to test only)
-            if np.allclose(a, 1 / ss, rtol=0.03) and np.allclose(b, -mm / ss, rtol=0.03, atol=0.02 * np.abs(mm / ss).max()):
-                return name, "applied to the test inputs only"
-            # ref = (test - m) / s -> test = s ref + m   (normalisation missing on test)
-            if np.allclose(a, ss, rtol=0.03) and np.allclose(b, mm, rtol=0.03, atol=0.02 * np.abs(mm).max()):
-                return name, "applied to the training inputs only"
-    return None
-
-
-def _per_image_inconsistency(ref: InputSummary, tst: InputSummary, t: InputTransform) -> float:
-    """Worst disagreement, over channels and statistics, of predicted vs observed per-image quantiles."""
-    worst = 0.0
-    ref_m, ref_s = ref.prop("channel_mean"), ref.prop("channel_std")
-    tst_m, tst_s = tst.prop("channel_mean"), tst.prop("channel_std")
-    for c in range(t.n_channels):
-        src = t.perm[c]
-        for pred, obs in (
-            (t.scale[c] * ref_m[:, src] + t.offset[c], tst_m[:, c]),
-            (abs(t.scale[c]) * ref_s[:, src], tst_s[:, c]),
-        ):
-            pred, obs = pred[np.isfinite(pred)], obs[np.isfinite(obs)]
-            if len(pred) < 5 or len(obs) < 5:
-                continue
-            pq = np.quantile(pred, _CONSISTENCY_LEVELS)
-            oq = np.quantile(obs, _CONSISTENCY_LEVELS)
-            spread = max(float(np.std(obs)), float(np.std(pred)), 1e-6 * (abs(float(np.mean(obs))) + 1e-30))
-            worst = max(worst, float(np.sqrt(np.mean((pq - oq) ** 2)) / spread))
-    return worst
-
-
-def _ks_pvalue(ref: InputSummary, tst: InputSummary) -> tuple[float, dict]:
-    """Bonferroni-corrected KS p-value over per-image channel means, brightness and contrast."""
-    from scipy.stats import ks_2samp
-
-    tests = {}
-    rm, tm = ref.prop("channel_mean"), tst.prop("channel_mean")
-    for c in range(min(rm.shape[1], tm.shape[1])):
-        tests[f"channel_mean[{c}]"] = (rm[:, c], tm[:, c])
-    tests["brightness"] = (ref.prop("brightness"), tst.prop("brightness"))
-    tests["contrast"] = (ref.prop("contrast"), tst.prop("contrast"))
-    out = {}
-    pmin = 1.0
-    for name, (a, b) in tests.items():
-        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-        if len(a) < 2 or len(b) < 2:
-            continue
-        res = ks_2samp(a, b)
-        out[name] = {"ks": _r(res.statistic, 3), "p": _r(res.pvalue, 3)}
-        pmin = min(pmin, float(res.pvalue))
-    return min(1.0, pmin * max(1, len(out))), out
-
-
-def _lattice_divisor(summary: InputSummary) -> float | None:
-    """Common divisor of all channels' lattices (1 for integers), or None."""
-    divs = set()
-    for lat in summary.lattices():
-        if lat.step is None or lat.offset is None or abs(lat.offset) > 1e-6 * lat.step + 1e-9:
-            return None
-        if abs(lat.step - 1.0) < 1e-6:
-            divs.add(1.0)
-        else:
-            d = lat.divisor
-            if d is None:
-                return None
-            divs.add(d)
-    return divs.pop() if len(divs) == 1 else None
-
-
-def estimate_transform(
-    ref: InputSummary,
-    tst: InputSummary,
-    *,
-    ref_name: str = "train",
-    name: str = "test",
-    options: dict | None = None,
-    perm_scorer=None,
-) -> TransformEstimate:
-    """Estimate the preprocessing map from the reference split's inputs to another split's inputs.
+@dataclass
+class ModelScorer:
+    """Re-runs the model on a fixed set of rows of a split with a candidate undone.
 
     Parameters
     ----------
-    ref, tst : InputSummary
-        Summaries of the reference (training) and compared inputs.
-    ref_name, name : str
-        Split names, for titles.
+    predict : callable
+        ``predict(x) -> probs`` (N×K).
+    x : ndarray
+        The rows, in the split's layout.
+    y : ndarray of int
+    layout : str
+    """
+
+    predict: object
+    x: np.ndarray
+    y: np.ndarray
+    layout: str
+    base: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.base is None:
+            self.base = self.predict(self.x)
+
+    def run(self, transform) -> np.ndarray | None:
+        """Probabilities on the rows with ``transform`` undone (None when the model cannot take them)."""
+        try:
+            probs = self.predict(transform.invert(self.x, self.layout))
+        except Exception:  # noqa: BLE001 - a candidate the model cannot run on is no candidate
+            return None
+        return probs if probs.shape == self.base.shape else None
+
+
+def paired_comparison(y: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict:
+    """Accuracy and log-loss before and after on the same rows, with one-sided paired tests of the gain.
+
+    Returns
+    -------
+    dict
+        ``accuracy_before``, ``accuracy_after``, ``log_loss_before``,
+        ``log_loss_after``, ``p_accuracy`` (exact McNemar: of the rows whose
+        correctness changed, more became right), ``p_log_loss`` (paired
+        t-test of the per-row log-loss drop), ``gain_interval`` (95 % normal
+        interval of the accuracy gain) and ``n``.
+    """
+    from scipy.stats import binomtest, ttest_1samp
+
+    idx = np.arange(len(y))
+    c0 = before.argmax(axis=1) == y
+    c1 = after.argmax(axis=1) == y
+    up, down = int(np.sum(~c0 & c1)), int(np.sum(c0 & ~c1))
+    p_acc = binomtest(up, up + down, 0.5, alternative="greater").pvalue if up + down else 1.0
+    l0 = -np.log(np.clip(before[idx, y], 1e-15, 1.0))
+    l1 = -np.log(np.clip(after[idx, y], 1e-15, 1.0))
+    drop = l0 - l1
+    p_ll = float(ttest_1samp(drop, 0.0, alternative="greater").pvalue) if len(y) > 2 and np.std(drop) > 0 else 1.0
+    d = c1.astype(float) - c0.astype(float)
+    half = 1.96 * float(np.std(d, ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    return {
+        "accuracy_before": float(c0.mean()),
+        "accuracy_after": float(c1.mean()),
+        "log_loss_before": float(l0.mean()),
+        "log_loss_after": float(l1.mean()),
+        "p_accuracy": float(p_acc),
+        "p_log_loss": p_ll if math.isfinite(p_ll) else 1.0,
+        "gain_interval": [float(d.mean() - half), float(d.mean() + half)],
+        "n": int(len(y)),
+    }
+
+
+def _lattice_verdict(t, ref_lattices, tst_lattices, tol: float = 0.002) -> str:
+    """Whether the value lattices ``supports`` the affine map ``t``, ``contradicts`` it, or cannot tell (``unknown``).
+
+    ``tol`` is the relative misfit of steps allowed (exact named constants: 0.2 %; estimated ones more).
+    """
+    if not isinstance(t, InputTransform) or not ref_lattices or not tst_lattices:
+        return "unknown"
+    verdicts = []
+    for c in range(t.n_channels):
+        r = ref_lattices[t.perm[c]] if t.perm[c] < len(ref_lattices) else None
+        s = tst_lattices[c] if c < len(tst_lattices) else None
+        if r is None or s is None or not r.step or not s.step:
+            verdicts.append("unknown")
+            continue
+        ratio = s.step / (abs(t.scale[c]) * r.step)
+        verdicts.append("supports" if abs(ratio - 1) < tol else "contradicts")
+    if "contradicts" in verdicts:
+        return "contradicts"
+    return "supports" if verdicts and all(v == "supports" for v in verdicts) else "unknown"
+
+
+def _spread_misfit(factor: float, ref: SampleStats, tst: SampleStats) -> float:
+    """Worst relative misfit (log ratio) of ``factor`` to how much every channel's spread (SD, 5-95 % range) grew."""
+    sd_ratio = tst.sd / np.maximum(ref.sd, 1e-30)
+    range_ratio = (tst.q[:, 94] - tst.q[:, 4]) / np.maximum(ref.q[:, 94] - ref.q[:, 4], 1e-30)
+    both = np.concatenate([sd_ratio, range_ratio])
+    return float(np.max(np.abs(np.log(np.maximum(both, 1e-30) / factor))))
+
+
+def _options(options: dict | None) -> dict:
+    base = {k: getattr(PreprocessingCheck, k) for k in _ENGINE_OPTIONS}
+    return {**base, **(options or {})}
+
+
+_ENGINE_OPTIONS = (
+    "alpha", "min_gain", "min_log_loss_drop", "max_residual_ratio", "min_distance_ratio", "min_effect",
+    "max_value_candidates", "tie_accuracy",
+)
+
+
+def estimate_image_mismatch(
+    ref_x: np.ndarray,
+    tst_x: np.ndarray,
+    layout: str,
+    *,
+    ref_layout: str | None = None,
+    natural_x: np.ndarray | None = None,
+    natural_layout: str | None = None,
+    lattices: tuple | None = None,
+    scorer: ModelScorer | None = None,
+    ref_name: str = "train",
+    name: str = "test",
+    options: dict | None = None,
+    integer_values: bool = False,
+) -> TransformEstimate:
+    """Find the input-pipeline bug that turns reference images into test images, by undoing each candidate.
+
+    Parameters
+    ----------
+    ref_x, tst_x : ndarray
+        Samples of reference (training) and test images, in ``ref_layout`` and ``layout``.
+    layout, ref_layout : str
+        ``"NHWC"``, ``"NCHW"`` or ``"NHW"`` (``ref_layout`` defaults to ``layout``).
+    natural_x : ndarray, optional
+        A sample from the reference distribution other than ``ref_x`` (validation images) that sets
+        the natural distance; without it, two halves of ``ref_x`` do.
+    lattices : (list, list), optional
+        Per-channel `whylow.summaries.Lattice` of the reference and test values.
+    scorer : ModelScorer, optional
+        The model on labelled test rows (``tst_x``'s own rows or others); without it the
+        candidate is chosen by distance alone and is not verified.
     options : dict, optional
-        Thresholds: ``max_fit_error``, ``max_inconsistency``, ``min_effect``, ``alpha``.
-    perm_scorer : callable, optional
-        ``perm_scorer(InputTransform) -> float`` (higher is better), used to
-        choose between channel orders that fit the quantiles equally well
-        (e.g. accuracy of the model on inputs with the candidate undone).
+        Thresholds (the `PreprocessingCheck` attributes of the same names).
+    integer_values : bool
+        Whether the test values are 8-bit integers (enables the wrap-around candidate).
 
     Returns
     -------
     TransformEstimate
     """
-    opt = {"max_fit_error": 0.03, "max_inconsistency": 0.5, "min_effect": 0.2, "alpha": 0.01, **(options or {})}
+    opt = _options(options)
+    est = TransformEstimate(name=name, reference=ref_name, kind="image")
+    ref = SampleStats.of(to_nhwc(np.asarray(ref_x), ref_layout or layout))
+    tst = SampleStats.of(to_nhwc(np.asarray(tst_x), layout))
+    if natural_x is not None and len(natural_x) >= 10:
+        d_nat = distance(SampleStats.of(to_nhwc(np.asarray(natural_x), natural_layout or ref_layout or layout)), ref)
+    else:
+        nhwc = to_nhwc(np.asarray(ref_x), ref_layout or layout)
+        half = len(nhwc) // 2
+        d_nat = distance(SampleStats.of(nhwc[:half]), SampleStats.of(nhwc[half:])) if half >= 5 else 0.0
+    d_nat = max(d_nat, 0.02)
+    d_id = distance(tst, ref)
+    est.effect = d_id
+    est.ref_q, est.tst_q = ref.q, tst.q
+    h, w, c = tst.mean_img.shape
+    cands = value_candidates(ref, tst, ref_name, name) + other_candidates(c, h, w, integer_values, ref_name, name)
+    ref_lat, tst_lat = lattices if lattices else (None, None)
+    scored = []
+    for cand in cands:
+        st = tst.undone(cand.transform)
+        if st is None:
+            st = SampleStats.of(to_nhwc(cand.transform.invert(np.asarray(tst_x), layout), layout))
+        lattice = "unknown"
+        if cand.family == "value":
+            lattice = _lattice_verdict(cand.transform, ref_lat, tst_lat, 0.05 if cand.estimated else 0.002)
+            if lattice == "unknown" and cand.kind == "scale":
+                misfit = _spread_misfit(cand.params["factor"], ref, tst)
+                lattice = "supports" if misfit < 0.01 else "unknown"
+        if lattice != "contradicts":
+            misfit = _spread_misfit(cand.params["factor"], ref, tst) if cand.kind == "scale" and lattice == "supports" else 0.0
+            scored.append({"candidate": cand, "distance": distance(st, ref), "lattice": lattice, "stats": st, "misfit": misfit})
+    est.distances = {"natural": _r(d_nat, 4), "as_is": _r(d_id, 4)}
+    est.evidence = {
+        "reference": ref_name,
+        "split": name,
+        f"{ref_name}_channel_mean": [_r(v) for v in ref.mean],
+        f"{name}_channel_mean": [_r(v) for v in tst.mean],
+        f"{ref_name}_channel_std": [_r(v) for v in ref.sd],
+        f"{name}_channel_std": [_r(v) for v in tst.sd],
+        "candidates_considered": len(cands),
+    }
+    if ref_lat and tst_lat:
+        est.evidence[f"{ref_name}_lattice"] = [lat.describe() for lat in ref_lat]
+        est.evidence[f"{name}_lattice"] = [lat.describe() for lat in tst_lat]
+    chosen = None
+    if scorer is not None:
+        chosen = _choose_by_model(scored, scorer, d_id, d_nat, opt, est)
+        if chosen is None and not _informative(scorer, opt["alpha"]):
+            est.evidence["model_uninformative"] = "the model predicts no better than the most frequent class, so re-running it cannot arbitrate"
+            scorer = None
+    if scorer is None:
+        chosen = _choose_by_distance(scored, d_id, d_nat, opt)
+    est.evidence["distances"] = est.distances
+    if chosen is None:
+        return est
+    cand = chosen["candidate"]
+    est.candidate = cand
+    est.pre = cand.transform
+    est.parts = list(cand.parts)
+    est.is_mismatch = True
+    est.verified_by_model = scorer is not None
+    est.distances["after_fix"] = _r(chosen["distance"], 4)
+    st = chosen["stats"]
+    est.residual_offset = st.mean - ref.mean
+    est.residual_offset_sd = float(np.max(np.abs(est.residual_offset) / np.maximum(ref.sd, 1e-12)))
+    est.title = cand.words[0].upper() + cand.words[1:]
+    est.fix = cand.fix[0].upper() + cand.fix[1:] + "."
+    est.confidence = 0.9 if scorer is not None else (0.75 if chosen["lattice"] == "supports" else 0.6)
+    est.evidence["preprocessing_candidate"] = cand.describe()
+    est.evidence["preprocessing"] = est.parts
+    est.evidence["undo_map"] = cand.transform.to_dict()
+    est.evidence["lattice"] = chosen["lattice"]
+    if est.residual_offset_sd > 0.1:
+        direction = "darker" if float(np.mean(est.residual_offset)) < 0 else "brighter"
+        est.evidence["residual_offset"] = [_r(v) for v in est.residual_offset]
+        est.evidence["residual_offset_sd"] = _r(est.residual_offset_sd, 3)
+        est.evidence["explanation"] = (
+            f"{cand.words}; after undoing that, {name} inputs are still {direction} than {ref_name} inputs by "
+            f"{_fmt(est.residual_offset_sd, 2)} {ref_name} pixel SD: a remaining difference judged by covariate-shift"
+        )
+    return est
+
+
+def _deterministic(entry: dict, d_nat: float, opt: dict) -> bool:
+    """A value map must be a map of the stored values, not a lighting change: lattices agree, or little is left."""
+    if entry["candidate"].family != "value":
+        return True
+    return entry["lattice"] == "supports" or entry["distance"] <= opt["max_residual_ratio"] * d_nat
+
+
+def _recovers(res: dict, n_tests: int, opt: dict) -> bool:
+    gain = res["accuracy_after"] - res["accuracy_before"]
+    drop = (res["log_loss_before"] - res["log_loss_after"]) / max(res["log_loss_before"], 1e-12)
+    by_accuracy = res["p_accuracy"] * n_tests < opt["alpha"] and gain >= opt["min_gain"] and drop >= -0.02
+    by_loss = res["p_log_loss"] * n_tests < opt["alpha"] and drop >= opt["min_log_loss_drop"] and gain >= -0.005
+    return by_accuracy or by_loss
+
+
+def _best(entries: list[dict], opt: dict) -> dict:
+    """The best recovery; among those within ``tie_accuracy`` of it (and not clearly worse in log-loss), the most common bug."""
+    top = max(entries, key=lambda e: (e["result"]["accuracy_after"], -e["result"]["log_loss_after"]))
+    acc, ll = top["result"]["accuracy_after"], top["result"]["log_loss_after"]
+    near = [e for e in entries if e["result"]["accuracy_after"] >= acc - opt["tie_accuracy"] and e["result"]["log_loss_after"] <= 1.05 * ll + 0.01]
+    return min(near, key=lambda e: e["candidate"].prior)
+
+
+def _choose_by_model(scored: list[dict], scorer: ModelScorer, d_id: float, d_nat: float, opt: dict, est: TransformEstimate) -> dict | None:
+    values = sorted((e for e in scored if e["candidate"].family == "value" and e["distance"] < d_id), key=lambda e: e["distance"])
+    trial = values[: int(opt["max_value_candidates"])] + [e for e in scored if e["candidate"].family != "value"]
+    for e in trial:
+        e["probs"] = scorer.run(e["candidate"].transform)
+    trial = [e for e in trial if e["probs"] is not None]
+    for e in trial:
+        e["result"] = paired_comparison(scorer.y, scorer.base, e["probs"])
+    m = max(1, len(trial))
+    table = sorted(trial, key=lambda e: -e["result"]["accuracy_after"])[:8]
+    est.evidence["candidates_tried"] = [
+        {**e["candidate"].describe(), "accuracy_after": _r(e["result"]["accuracy_after"], 4), "log_loss_after": _r(e["result"]["log_loss_after"], 4),
+         "p_accuracy": _r(min(1.0, e["result"]["p_accuracy"] * m), 3), "distance": _r(e["distance"], 4)}
+        for e in table
+    ]
+    recovering = [e for e in trial if _recovers(e["result"], m, opt) and _deterministic(e, d_nat, opt)]
+    if not recovering:
+        return None
+    best = _best(recovering, opt)
+    partners = [e for e in trial if e["candidate"].family not in (best["candidate"].family,)
+                and e["result"]["accuracy_after"] > e["result"]["accuracy_before"]]
+    partners = sorted(partners, key=lambda e: -e["result"]["accuracy_after"])[:4]
+    combos = []
+    for e in partners:
+        cand = compose(best["candidate"], e["candidate"])
+        probs = scorer.run(cand.transform)
+        if probs is None:
+            continue
+        res = paired_comparison(scorer.y, best["probs"], probs)
+        if _recovers(res, max(1, len(partners)), opt):
+            combos.append({"candidate": cand, "probs": probs, "result": paired_comparison(scorer.y, scorer.base, probs),
+                           "lattice": best["lattice"], "distance": best["distance"], "stats": best["stats"]})
+    if combos:
+        best = max(combos, key=lambda e: e["result"]["accuracy_after"])
+    est.selection = best["result"]
+    est.evidence["selection"] = {
+        "rows": best["result"]["n"],
+        "candidates_tested": m,
+        "accuracy_before": _r(best["result"]["accuracy_before"], 4),
+        "accuracy_after": _r(best["result"]["accuracy_after"], 4),
+        "log_loss_before": _r(best["result"]["log_loss_before"], 4),
+        "log_loss_after": _r(best["result"]["log_loss_after"], 4),
+        "p_accuracy_bonferroni": _r(min(1.0, best["result"]["p_accuracy"] * m), 3),
+        "p_log_loss_bonferroni": _r(min(1.0, best["result"]["p_log_loss"] * m), 3),
+    }
+    return best
+
+
+def _choose_by_distance(scored: list[dict], d_id: float, d_nat: float, opt: dict) -> dict | None:
+    """The candidate that brings the inputs back to the reference, when they are far from it as they are.
+
+    A candidate whose value lattice matches is preferred (it halves the
+    distance at least); otherwise the closest, the most common bug among
+    near-ties, and it must leave no more than the natural distance allows.
+    """
+    if not scored or d_id < max(opt["min_effect"], opt["min_distance_ratio"] * d_nat):
+        return None
+    matching = [e for e in scored if e["lattice"] == "supports" and e["distance"] <= 0.5 * d_id]
+    if matching:
+        tightest = min(e["misfit"] for e in matching)
+        return min((e for e in matching if e["misfit"] <= tightest + 1e-3), key=lambda e: e["candidate"].prior)
+    closest = min(e["distance"] for e in scored)
+    near = [e for e in scored if e["distance"] <= 1.1 * closest + 1e-9]
+    best = min(near, key=lambda e: e["candidate"].prior)
+    return best if best["distance"] <= opt["max_residual_ratio"] * d_nat else None
+
+
+def _informative(scorer: ModelScorer, alpha: float) -> bool:
+    """Whether the model does better than predicting the most frequent class on the scorer's rows (one-sided binomial test)."""
+    from scipy.stats import binomtest
+
+    n = len(scorer.y)
+    if n < 10:
+        return False
+    hits = int(np.sum(scorer.base.argmax(axis=1) == scorer.y))
+    chance = float(np.bincount(scorer.y).max() / n)
+    return chance < 1 and binomtest(hits, n, chance, alternative="greater").pvalue < alpha
+
+
+def estimate_transform(ref: InputSummary, tst: InputSummary, *, ref_name: str = "train", name: str = "test", options: dict | None = None) -> TransformEstimate:
+    """Compare tabular feature columns (moments): standardisation in one split only, or one common scale.
+
+    Images go through `estimate_image_mismatch`, which needs the images themselves.
+    """
+    opt = {"min_effect": 0.2, "alpha": 0.01, **(options or {})}
     est = TransformEstimate(name=name, reference=ref_name, kind=ref.kind)
     if ref.n == 0 or tst.n == 0:
         return est
     if ref.kind != tst.kind:
         est.shape_issue = {"reference": ref.kind, name: tst.kind}
         return est
-    if ref.kind == "tabular":
-        return _estimate_tabular(ref, tst, est, opt)
-    rs, ts = ref.sample_shape, tst.sample_shape
-    r_hw, t_hw = _hw(ref), _hw(tst)
-    if ref.n_channels != tst.n_channels or r_hw != t_hw:
-        est.shape_issue = {
-            "reference_size": list(r_hw),
-            "size": list(t_hw),
-            "reference_channels": ref.n_channels,
-            "channels": tst.n_channels,
-        }
-        if ref.n_channels != tst.n_channels:
-            return est
-    if ref.layout != tst.layout and est.shape_issue is None:
-        est.shape_issue = {"reference_layout": ref.layout, "layout": tst.layout, "reference_shape": list(rs), "shape": list(ts)}
-    c = ref.n_channels
-    ref_q, tst_q = ref.quantiles(Q_LEVELS), tst.quantiles(Q_LEVELS)
-    ref_sd, tst_sd = ref.std, tst.std
-    if not (np.all(np.isfinite(ref_q)) and np.all(np.isfinite(tst_q))):
-        return est
-    est.ref_q, est.tst_q = ref_q, tst_q
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_chan_effect = np.sqrt(np.mean((tst_q - ref_q) ** 2, axis=1)) / np.where(ref_sd > 0, ref_sd, np.nan)
-    est.effect = float(np.nanmax(per_chan_effect)) if np.isfinite(per_chan_effect).any() else 0.0
-    # best permutation; near-ties (e.g. two channels with the same distribution) go to the preferred order,
-    # or to the candidate the model does best on when a scorer is given
-    fits = {}
-    for perm in _permutations(c):
-        params = [_fit_channel(ref_q[perm[k]], tst_q[k], float(tst_sd[k])) for k in range(c)]
-        fits[perm] = (max(p[2] for p in params), params)
-    best_err = min(f[0] for f in fits.values())
-    tol = min(max(2 * best_err, best_err + 0.005), max(opt["max_fit_error"], best_err))
-    tied = [perm for perm in fits if fits[perm][0] <= tol]
-    best = tied[0]
-    candidate_scores = None
-    if len(tied) > 1 and tied[0] != tuple(range(c)) and perm_scorer is not None:
-        candidates = []
-        for perm in tied[:4]:
-            pa = np.array([p[0] for p in fits[perm][1]])
-            pb = np.array([p[1] for p in fits[perm][1]])
-            if np.all(np.isfinite(pa)) and not np.any(pa == 0):
-                candidates.append((perm, InputTransform(pa, pb, np.array(perm))))
-        if candidates:
-            scores = [perm_scorer(t) for _, t in candidates]
-            best = candidates[int(np.argmax(scores))][0]
-            candidate_scores = {str(list(p)): _r(sc, 4) for (p, _), sc in zip(candidates, scores)}
-    err, params = fits[best]
-    a = np.array([p[0] for p in params])
-    b = np.array([p[1] for p in params])
-    if not np.all(np.isfinite(a)) or np.any(a == 0):
-        return est
-    est.fit_error = float(err)
-    est.fitted = InputTransform(a, b, np.array(best))
-    est.inconsistency = _per_image_inconsistency(ref, tst, est.fitted)
-    est.p_value, ks = _ks_pvalue(ref, tst)
-    est.evidence = {
-        "reference": ref_name,
-        "split": name,
-        f"{ref_name}_range": [_r(v) for v in ref.value_range],
-        f"{name}_range": [_r(v) for v in tst.value_range],
-        f"{ref_name}_dtype": str(ref.dtype),
-        f"{name}_dtype": str(tst.dtype),
-        f"{ref_name}_lattice": [lat.describe() for lat in ref.lattices()],
-        f"{name}_lattice": [lat.describe() for lat in tst.lattices()],
-        f"{ref_name}_channel_mean": [_r(v) for v in ref.mean],
-        f"{name}_channel_mean": [_r(v) for v in tst.mean],
-        f"{ref_name}_channel_std": [_r(v) for v in ref_sd],
-        f"{name}_channel_std": [_r(v) for v in tst_sd],
-        "fitted_map": est.fitted.to_dict(),
-        "quantile_fit_error": _r(est.fit_error, 3),
-        "identity_misfit_sd": _r(est.effect, 3),
-        "per_image_inconsistency": _r(est.inconsistency, 3),
-        "ks_tests": ks,
-        "p_value": _r(est.p_value, 3),
-    }
-    if est.shape_issue:
-        est.evidence["shape"] = est.shape_issue
-    if candidate_scores:
-        est.evidence["channel_order_candidates_accuracy"] = candidate_scores
-    uniform = est.fit_error <= opt["max_fit_error"] and est.inconsistency <= opt["max_inconsistency"]
-    different = est.effect >= opt["min_effect"] and est.p_value < opt["alpha"]
-    if not (uniform and different):
-        return est
-    _name_parts(est, ref, tst, a, b, np.array(best))
-    return est
+    return _estimate_tabular(ref, tst, est, opt)
 
 
-def _hw(s: InputSummary) -> tuple[int, int]:
-    shape = s.sample_shape
-    if s.layout == "NCHW":
-        return shape[1], shape[2]
-    return shape[0], shape[1]
-
-
-def _scale_words(ref: InputSummary, tst: InputSummary, ref_name: str, name: str, snapped, ref_div, tst_div) -> tuple[str, str]:
-    """Title words and fix for a scale equal to the ratio of two named divisors."""
-    ratio, ratio_words, (d_ref, d_tst) = snapped
-    if ref_div is not None and tst_div is not None and ref_div / tst_div == ratio:
-        lat = {d: ("integers" if d == 1 else f"multiples of 1/{_fmt(d)}") for d in (ref_div, tst_div)}
-        how = f"{ref_name} values are {lat[ref_div]} but {name} values are {lat[tst_div]}"
-    else:
-        how = f"the ratio {ratio_words}, as when {ref_name} images are divided by {_fmt(d_ref)} and {name} images by {_fmt(d_tst)}"
-        if d_ref == 1:
-            how = f"the ratio 1/{_fmt(d_tst)}, as when {name} images are divided by {_fmt(d_tst)} and {ref_name} images are not"
-        elif d_tst == 1:
-            how = f"the ratio {_fmt(d_ref)}, as when {ref_name} images are divided by {_fmt(d_ref)} and {name} images are not"
-    note = ""
-    if ref.dtype.kind in "ui" and tst.dtype.kind == "f" and d_ref == 1:
-        note = f" ({ref_name} inputs are {ref.dtype} 0-{_fmt(ref.value_range[1])}, {name} inputs floats up to {_fmt(tst.value_range[1])})"
-    elif tst.dtype.kind in "ui" and ref.dtype.kind == "f" and d_tst == 1:
-        note = f" ({name} inputs are {tst.dtype} 0-{_fmt(tst.value_range[1])}, {ref_name} inputs floats up to {_fmt(ref.value_range[1])})"
-    words = f"{name} inputs are {_fmt(ratio)}x the {ref_name} inputs: {how}{note}"
-    if d_ref != 1 and d_tst != 1:
-        fix = f"divide {name} images by {_fmt(d_ref)} instead of {_fmt(d_tst)} (multiply the current {name} inputs by {_fmt(1 / ratio)})"
-    elif d_tst == 1:
-        fix = f"divide {name} inputs by {_fmt(d_ref)} as the {ref_name} inputs were"
-    else:
-        fix = f"do not divide {name} inputs by {_fmt(d_tst)}: the {ref_name} inputs were not (multiply the current {name} inputs by {_fmt(d_tst)})"
-    return words, fix
-
-
-def _name_parts(est: TransformEstimate, ref: InputSummary, tst: InputSummary, a, b, perm) -> None:
-    """Decide which part of the fitted map is preprocessing; fill title, fix and the transform to undo."""
-    c = len(a)
-    ref_name, name = est.reference, est.name
-    ref_mean, ref_sd = ref.mean, ref.std
-    tst_mean, tst_sd = tst.mean, tst.std
-    permuted = not np.array_equal(perm, np.arange(c))
-    inverted = bool(np.all(a < 0))
-    sign = -1.0 if inverted else 1.0
-    abs_a = np.abs(a)
-    uniform_scale = bool(np.allclose(abs_a, abs_a.mean(), rtol=0.02))
-    offset_sd = np.abs(b) / np.maximum(tst_sd, 1e-30)
-    near_one = bool(np.all(np.abs(np.log(abs_a)) < math.log(1.05)))
-    ref_std_flag = _is_standardised(ref_mean, ref_sd)
-    tst_std_flag = _is_standardised(tst_mean, tst_sd)
-    known = _match_known_normalisation(a, b)
-    ref_div, tst_div = _lattice_divisor(ref), _lattice_divisor(tst)
-    parts: list[str] = []
-    words: list[str] = []
-    fixes: list[str] = []
-    pre_a, pre_b = a.copy(), b.copy()
-    residual = None
-    confidence = 0.9
-    undo = f"x = (x - {_fmt_list(b)}) / {_fmt_list(a)}"
-    if permuted:
-        parts.append("channel-order")
-        order = perm.tolist()
-        bgr = order == list(range(c))[::-1] and c >= 3
-        words.append(
-            f"{name} images hold the colour channels in a different order: {name} channels {list(range(c))} are {ref_name} channels {order}"
-            + (" (BGR vs RGB)" if bgr else "")
-        )
-        fixes.append(f"reorder the {name} channels to {np.argsort(perm).tolist()}" + (" (x[..., ::-1] for channels-last arrays)" if bgr else ""))
-    if inverted:
-        parts.append("inversion")
-        words.append(f"{name} intensities are inverted relative to {ref_name} (x -> max - x)")
-        fixes.append(f"invert {name} inputs back: {undo}")
-    if tst_std_flag != ref_std_flag and (not near_one or np.any(offset_sd > 0.05)):
-        parts.append("standardisation")
-        if ref_std_flag:
-            words.append(
-                f"{ref_name} inputs are mean/std normalised (per-channel mean ≈ 0, std ≈ 1) but {name} inputs are not "
-                f"(mean {_fmt_list(tst_mean)}, std {_fmt_list(tst_sd)})"
-            )
-            fixes.append(f"normalise {name} inputs as the {ref_name} inputs were: x = (x - {_fmt_list(b)}) / {_fmt_list(a)}")
-        else:
-            words.append(
-                f"{name} inputs are mean/std normalised (per-channel mean ≈ 0, std ≈ 1) but {ref_name} inputs are not "
-                f"(mean {_fmt_list(ref_mean)}, std {_fmt_list(ref_sd)})"
-            )
-            fixes.append(f"preprocess {name} inputs exactly as the {ref_name} inputs (undo the normalisation with {undo})")
-    elif known is not None and not near_one:
-        parts.append("normalisation-constants")
-        const, where = known
-        words.append(f"the {const} mean/std normalisation was {where}")
-        fixes.append(f"apply the same {const} normalisation to both splits (map the current {name} inputs with {undo})")
-    elif uniform_scale and not near_one:
-        snapped = _named_scale(float(abs_a.mean()), ref_div, tst_div)
-        scale = snapped[0] if snapped else float(abs_a.mean())
-        pre_a = np.full(c, sign * scale)
-        ref_q, tst_q = ref.quantiles(Q_LEVELS), tst.quantiles(Q_LEVELS)
-        pre_b = np.array([
-            float(np.mean(tst_q[k] - sign * scale * (ref_q[perm[k]][::-1] if inverted else ref_q[perm[k]]))) for k in range(c)
-        ])
-        parts.append("scale")
-        if snapped is not None:
-            w, f = _scale_words(ref, tst, ref_name, name, snapped, ref_div, tst_div)
-        else:
-            confidence = 0.75
-            w = f"{name} inputs are {_fmt(scale)}x the {ref_name} inputs (one scale factor for every image)"
-            f = f"apply the {ref_name} scaling to {name} inputs: multiply them by {_fmt(1 / scale)}"
-        words.append(w)
-        fixes.append(f)
-        left_sd = np.abs(pre_b) / np.maximum(tst_sd, 1e-30)
-        if np.any(left_sd > 0.05):
-            named = _named_offset(pre_b, ref, tst, ref_name, name)
-            if named:
-                parts.append("centring")
-                words.append(named)
-                fixes[-1] += f", and remove the offset {_fmt_list(pre_b)}"
-            else:
-                residual = pre_b / (sign * scale)
-                pre_b = np.zeros(c)
-        else:
-            pre_b = np.zeros(c)
-    elif not near_one:
-        parts.append("affine")
-        confidence = 0.7
-        words.append(f"{name} inputs are one affine map of {ref_name} inputs: x_{name} ≈ {_fmt_list(a)} * x_{ref_name} + {_fmt_list(b)}")
-        fixes.append(f"find the preprocessing step that differs between the splits; undo it on {name} inputs with {undo}")
-    else:
-        named = _named_offset(b, ref, tst, ref_name, name) if np.any(offset_sd > 0.05) else None
-        if named:
-            parts.append("centring")
-            words.append(named)
-            fixes.append(f"use the same centring for both splits (undo it on {name} inputs with x = x - {_fmt_list(b)})")
-            pre_a = np.ones(c)
-        elif permuted or inverted:
-            pre_a = sign * np.ones(c)
-            if np.any(offset_sd > 0.05) and not inverted:
-                residual = b.copy()
-            if not inverted:
-                pre_b = np.zeros(c)
-        else:
-            # only an offset that no preprocessing explains: a brightness difference, judged by covariate-shift
-            est.residual_offset = b.copy()
-            est.residual_offset_sd = float(np.max(np.abs(b) / np.maximum(ref_sd, 1e-30)))
-            return
-    if not parts:
-        return
-    est.parts = parts
-    est.pre = InputTransform(pre_a, pre_b, perm)
-    if residual is not None:
-        est.residual_offset = residual
-        est.residual_offset_sd = float(np.max(np.abs(residual) / np.maximum(ref_sd, 1e-30)))
-        direction = "darker" if np.mean(residual) < 0 else "brighter"
-        raw = ""
-        if "scale" in parts:
-            snapped = _named_scale(float(abs(pre_a[0])), ref_div, tst_div)
-            if snapped is not None and snapped[2][0] != 1.0:
-                d_ref = snapped[2][0]
-                raw = f" (= {_fmt_list(np.abs(residual) * d_ref, 3)}/{_fmt(d_ref)})"
-        words.append(
-            f"after undoing that, {name} inputs are still {direction} than {ref_name} inputs by {_fmt_list(np.abs(residual), 3)}{raw} "
-            f"in {ref_name} units ({_fmt(est.residual_offset_sd, 2)} {ref_name} pixel SD): a brightness difference, "
-            "not preprocessing (judged by covariate-shift)"
-        )
-        est.evidence["residual_offset"] = [_r(v) for v in residual]
-        est.evidence["residual_offset_sd"] = _r(est.residual_offset_sd, 3)
-    est.is_mismatch = True
-    est.confidence = confidence
-    est.evidence["preprocessing"] = parts
-    est.evidence["undo_map"] = est.pre.to_dict()
-    est.evidence["explanation"] = "; ".join(words)
-    est.title = words[0][0].upper() + words[0][1:]
-    est.fix = "; ".join(fixes)
-    est.fix = est.fix[0].upper() + est.fix[1:] + "."
-
-
-def _named_offset(b: np.ndarray, ref: InputSummary, tst: InputSummary, ref_name: str, name: str) -> str | None:
-    """Name an offset: mean centring in one split only, or a centring constant (0.5, 1, 127.5, 128)."""
-    ref_c = _is_centred(ref.mean, ref.std)
-    tst_c = _is_centred(tst.mean, tst.std)
-    if tst_c and not ref_c:
-        return f"the {name} inputs have had their mean subtracted (mean centring) but the {ref_name} inputs have not"
-    if ref_c and not tst_c:
-        return f"the {ref_name} inputs were mean-centred but the {name} inputs were not"
-    for const in (0.5, 1.0, 127.5, 128.0):
-        if np.allclose(np.abs(b), const, rtol=0.02):
-            return f"an offset of {_fmt_list(b)} (centring by {_fmt(const)}) differs between the splits"
-    return None
-
-
-def _is_centred(mean: np.ndarray, std: np.ndarray, tol: float = 0.02) -> bool:
-    return bool(np.all(np.abs(mean) < tol * np.maximum(std, 1e-30)))
+def _is_standardised(mean: np.ndarray, std: np.ndarray, tol: float = 0.1) -> bool:
+    return bool(np.all(np.abs(mean) < tol) and np.all(np.abs(std - 1.0) < tol))
 
 
 def _moment_tests(ref: InputSummary, tst: InputSummary, ok: np.ndarray) -> float:
@@ -689,6 +673,7 @@ def _estimate_tabular(ref: InputSummary, tst: InputSummary, est: TransformEstima
     return est
 
 
+
 # --------------------------------------------------------------------------
 # shared evidence for other checks
 # --------------------------------------------------------------------------
@@ -700,39 +685,91 @@ def _reference_name(ctx, name: str) -> str | None:
     return None
 
 
-def _model_scorer(ctx, split, max_rows: int = 2000):
-    """Accuracy of the model on (a seeded subset of) ``split`` with a candidate map undone, or None without model/labels."""
-    if ctx.model is None or split.y is None:
-        return None
-    rows = np.arange(split.n)
-    if split.n > max_rows:
-        rows = np.sort(np.random.default_rng(ctx.seed).choice(split.n, max_rows, replace=False))
-    x = np.asarray(split.x[rows])
-    y = split.y[rows]
+def _image_shape(s) -> tuple[int, int, int]:
+    """(height, width, channels) of a split's images."""
+    shape = tuple(s.x.shape[1:])
+    if s.layout == "NHW":
+        return shape[0], shape[1], 1
+    if s.layout == "NCHW":
+        return shape[1], shape[2], shape[0]
+    return shape[0], shape[1], shape[2]
 
-    def score(t: InputTransform) -> float:
+
+def _shape_issue(ref, s) -> dict | None:
+    rh, rw, rc = _image_shape(ref)
+    th, tw, tc = _image_shape(s)
+    if (rh, rw, rc) != (th, tw, tc):
+        return {"reference_size": [rh, rw], "size": [th, tw], "reference_channels": rc, "channels": tc}
+    if ref.layout != s.layout:
+        return {"reference_layout": ref.layout, "layout": s.layout, "reference_shape": list(ref.x.shape[1:]), "shape": list(s.x.shape[1:])}
+    return None
+
+
+def _rows(ctx, split, m: int) -> np.ndarray:
+    return _sample_rows(split.n, m, np.random.default_rng([ctx.seed, len(split.name)]))
+
+
+def _finite_mask(x: np.ndarray) -> np.ndarray:
+    """Rows without NaN or infinite values (those are data-quality's)."""
+    if x.dtype.kind != "f":
+        return np.ones(len(x), dtype=bool)
+    return np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+
+
+def _finite_rows(x: np.ndarray) -> np.ndarray:
+    return x[_finite_mask(x)]
+
+
+def _image_estimate(ctx, name: str, ref_name: str, opt: dict) -> TransformEstimate:
+    s, ref = ctx.split(name), ctx.split(ref_name)
+    issue = _shape_issue(ref, s)
+    est = TransformEstimate(name=name, reference=ref_name, kind="image", shape_issue=issue)
+    if issue is not None and "size" in issue:
+        return est
+    m = int(opt["max_sample_rows"])
+    ref_x = _finite_rows(np.asarray(ref.x[_rows(ctx, ref, m)]))
+    rows = _rows(ctx, s, m)
+    rows = rows[_finite_mask(np.asarray(s.x[rows]))]
+    tst_x = np.asarray(s.x[rows])
+    if len(ref_x) < 10 or len(tst_x) < 10:
+        return est
+    natural, natural_layout = None, None
+    val = ctx.split("val")
+    if name == "test" and ref_name != "val" and val is not None and val.x is not None and _image_shape(val) == _image_shape(ref):
+        val_est = preprocessing_estimate(ctx, "val")
+        if val_est is None or not val_est.is_mismatch:
+            natural, natural_layout = _finite_rows(np.asarray(val.x[_rows(ctx, val, m)])), val.layout
+    scorer = None
+    if ctx.model is not None and s.y is not None:
+        sel = rows[: int(opt["max_select_rows"])]
         try:
-            return float((ctx.predict_probs(t.invert(x, split.layout)).argmax(axis=1) == y).mean())
-        except Exception:  # noqa: BLE001 - a candidate the model cannot run on scores lowest
-            return -1.0
-
-    return score
+            scorer = ModelScorer(ctx.predict_probs, np.asarray(s.x[sel]), s.y[sel], s.layout)
+        except Exception:  # noqa: BLE001 - a model that cannot run on the inputs leaves the label-free path
+            scorer = None
+    ref_sum, tst_sum = split_summary(ctx, ref_name), split_summary(ctx, name)
+    lattices = (ref_sum.lattices(), tst_sum.lattices()) if ref_sum is not None and tst_sum is not None else None
+    integer = s.x.dtype.kind in "ui" and float(tst_x.min(initial=0)) >= 0 and float(tst_x.max(initial=0)) <= 255
+    found = estimate_image_mismatch(
+        ref_x, tst_x, s.layout, ref_layout=ref.layout, natural_x=natural, natural_layout=natural_layout, lattices=lattices,
+        scorer=scorer, ref_name=ref_name, name=name, options=opt, integer_values=integer,
+    )
+    found.shape_issue = issue
+    return found
 
 
 def preprocessing_estimate(ctx, name: str = "test") -> TransformEstimate | None:
-    """The estimated preprocessing map from the reference split to split ``name`` (cached as ``"preprocessing:<name>"``)."""
+    """The preprocessing difference of split ``name`` from the reference split (cached as ``"preprocessing:<name>"``)."""
 
     def compute():
         ref_name = _reference_name(ctx, name)
         s = ctx.split(name)
         if ref_name is None or s is None or s.x is None:
             return None
-        ref, tst = split_summary(ctx, ref_name), split_summary(ctx, name)
-        options = {
-            k: ctx.option(PreprocessingCheck.name, k, getattr(PreprocessingCheck, k))
-            for k in ("max_fit_error", "max_inconsistency", "min_effect", "alpha")
-        }
-        return estimate_transform(ref, tst, ref_name=ref_name, name=name, options=options, perm_scorer=_model_scorer(ctx, s))
+        ref = ctx.split(ref_name)
+        opt = {k: ctx.option(PreprocessingCheck.name, k, getattr(PreprocessingCheck, k)) for k in _ENGINE_OPTIONS + ("max_sample_rows", "max_select_rows")}
+        if s.is_image and ref.is_image:
+            return _image_estimate(ctx, name, ref_name, opt)
+        return estimate_transform(split_summary(ctx, ref_name), split_summary(ctx, name), ref_name=ref_name, name=name, options=opt)
 
     return ctx.cached(f"preprocessing:{name}", compute)
 
@@ -760,9 +797,8 @@ def aligned_probs(ctx, name: str = "test") -> np.ndarray | None:
         return None
 
     def compute():
-        layout = s.layout
         try:
-            return ctx.predict_probs(est.pre.invert(np.asarray(s.x), layout))
+            return ctx.predict_probs(est.pre.invert(np.asarray(s.x), s.layout))
         except Exception:  # noqa: BLE001 - a model that cannot take the corrected inputs gives no aligned outputs
             return None
 
@@ -772,6 +808,10 @@ def aligned_probs(ctx, name: str = "test") -> np.ndarray | None:
 # --------------------------------------------------------------------------
 # the check
 # --------------------------------------------------------------------------
+class _NotVerifiable(Exception):
+    """The model cannot arbitrate (none given, no labels, or it predicts at chance)."""
+
+
 @register
 class PreprocessingCheck(Check):
     """Test (and validation) inputs preprocessed differently from training inputs."""
@@ -780,10 +820,16 @@ class PreprocessingCheck(Check):
     codes = ("preprocessing-mismatch",)
     requires = ("test.x|val.x", "train.x|val.x")
 
-    max_fit_error = 0.03
-    max_inconsistency = 0.5
-    min_effect = 0.2
     alpha = 0.01
+    min_gain = 0.02
+    min_log_loss_drop = 0.1
+    max_residual_ratio = 2.0
+    min_distance_ratio = 4.0
+    min_effect = 0.2
+    max_value_candidates = 6
+    tie_accuracy = 0.01
+    max_sample_rows = 1000
+    max_select_rows = 500
     critical_gain = 0.05
     critical_log_loss_drop = 0.2
     max_verify_samples = 20000
@@ -798,7 +844,8 @@ class PreprocessingCheck(Check):
             if est is None:
                 continue
             if est.shape_issue and ("size" in est.shape_issue or "channels" in est.shape_issue or "columns" in est.shape_issue):
-                findings.append(self._shape_finding(ctx, est))
+                if est.shape_issue.get("channels") != est.shape_issue.get("reference_channels") or "size" in est.shape_issue or "columns" in est.shape_issue:
+                    findings.append(self._shape_finding(ctx, est))
             if est.shape_issue and "layout" in est.shape_issue:
                 findings.append(
                     Finding(
@@ -839,21 +886,29 @@ class PreprocessingCheck(Check):
             except Exception:  # noqa: BLE001 - the model may not take the resized images
                 res = None
             if res is not None:
-                verified = {"metric": "accuracy", "before": res["accuracy_before"], "after": res["accuracy_after"]}
+                verified = {"metric": "accuracy", "before": res["accuracy_before"], "after": res["accuracy_after"], "method": "re-measured"}
                 if res["accuracy_after"] - res["accuracy_before"] >= self.threshold(ctx, "critical_gain"):
                     severity = "critical"
         return Finding("preprocessing-mismatch", severity, 0.95, title, evidence=dict(issue), fix=fix, verified=verified)
 
     def _mismatch_finding(self, ctx, s, est: TransformEstimate) -> Finding:
         evidence = dict(est.evidence)
-        evidence["estimated_from"] = "unlabelled input distributions (quantiles, lattices, per-image statistics); no labels or predictions"
-        verified = None
-        severity = "warning"
-        confidence = est.confidence
-        title, fix = est.title, est.fix
+        if est.kind == "tabular":
+            evidence["estimated_from"] = "column moments of the unlabelled inputs"
+        severity, confidence, verified, explains = "warning", est.confidence, None, None
+        if est.kind == "image" and not est.verified_by_model:
+            evidence["not_verified"] = (
+                "no model with labels was given, so undoing the candidate could not be tested; it is the one whose undoing brings the "
+                f"{s.name} inputs closest to the {est.reference} inputs ({est.distances.get('after_fix')} vs {est.distances.get('as_is')} as they are; "
+                f"natural distance {est.distances.get('natural')})"
+            )
         pre = est.pre
         try:
+            if est.kind == "image" and not est.verified_by_model:
+                raise _NotVerifiable
             res = rerun_on_fixed(ctx, s, lambda x: pre.invert(x, s.layout), max_samples=self.threshold(ctx, "max_verify_samples"))
+        except _NotVerifiable:
+            res = None
         except Exception as exc:  # noqa: BLE001 - verification is best effort; the evidence stands without it
             res = None
             evidence["verification_failed"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -861,30 +916,41 @@ class PreprocessingCheck(Check):
             ctx.cache.setdefault(f"preprocessing:{s.name}:probs_undone_rows", (res["rows"], res["probs_after"]))
             if res["n"] == s.n:
                 ctx.cache.setdefault(f"preprocessing:{s.name}:probs_undone", res["probs_after"])
-            gain = res["accuracy_after"] - res["accuracy_before"]
-            ll_drop = (res["log_loss_before"] - res["log_loss_after"]) / max(res["log_loss_before"], 1e-12)
-            evidence["verification"] = {
-                "n": res["n"],
-                "accuracy_before": _r(res["accuracy_before"], 4),
-                "accuracy_after": _r(res["accuracy_after"], 4),
-                "log_loss_before": _r(res["log_loss_before"], 4),
-                "log_loss_after": _r(res["log_loss_after"], 4),
-            }
-            verified = {"metric": "accuracy", "before": res["accuracy_before"], "after": res["accuracy_after"]}
+            paired = paired_comparison(s.y[res["rows"]], s.probs[res["rows"]], res["probs_after"])
+            gain = paired["accuracy_after"] - paired["accuracy_before"]
+            ll_drop = (paired["log_loss_before"] - paired["log_loss_after"]) / max(paired["log_loss_before"], 1e-12)
+            evidence["verification"] = {k: (_r(v, 4) if isinstance(v, float) else v) for k, v in paired.items() if k != "gain_interval"}
+            by_loss = gain < self.threshold(ctx, "min_gain") and ll_drop > 0
+            verified = (
+                {"metric": "log_loss", "before": paired["log_loss_before"], "after": paired["log_loss_after"], "method": "re-measured"}
+                if by_loss
+                else {"metric": "accuracy", "before": paired["accuracy_before"], "after": paired["accuracy_after"],
+                      "interval": [_r(v, 4) for v in paired["gain_interval"]], "method": "re-measured"}
+            )
             if gain >= self.threshold(ctx, "critical_gain") or ll_drop >= self.threshold(ctx, "critical_log_loss_drop"):
                 severity = "critical"
                 confidence = max(confidence, 0.97)
-            elif gain <= -0.05 and ll_drop < 0:
-                confidence = min(confidence, 0.6)
-                title = f"The {est.reference} inputs given to whylow are preprocessed differently from the {s.name} inputs"
-                fix = (
-                    f"The model does better on the {s.name} inputs as they are, so the {est.reference} inputs passed to whylow are probably "
-                    f"not what the model was trained on; pass {est.reference} inputs exactly as the model saw them. ({est.fix})"
-                )
-                evidence["note"] = "undoing the estimated map made the model worse"
-        ctx.add_artifact(self.name, f"{s.name}_quantiles", {
-            "levels": Q_LEVELS.tolist(),
-            est.reference: np.round(est.ref_q, 6).tolist() if est.ref_q is not None else None,
-            s.name: np.round(est.tst_q, 6).tolist() if est.tst_q is not None else None,
-        })
-        return Finding("preprocessing-mismatch", severity, confidence, title, evidence=evidence, fix=fix, verified=verified)
+            explains = self._explains(ctx, s, paired)
+        if est.ref_q is not None and est.tst_q is not None:
+            ctx.add_artifact(self.name, f"{s.name}_quantiles", {
+                "levels": Q_LEVELS.tolist(),
+                est.reference: np.round(est.ref_q, 6).tolist(),
+                s.name: np.round(est.tst_q, 6).tolist(),
+            })
+        finding = Finding("preprocessing-mismatch", severity, confidence, est.title, evidence=evidence, fix=est.fix, verified=verified)
+        if explains is not None:
+            finding.explains = explains
+        return finding
+
+    @staticmethod
+    def _explains(ctx, s, paired: dict) -> dict:
+        """The accuracy gap to validation that undoing the mismatch closes."""
+        gain = paired["accuracy_after"] - paired["accuracy_before"]
+        val = ctx.split("val")
+        out = {"metric": "accuracy", "gain": _r(gain, 4), "gap": None, "share": None}
+        if s.name == "test" and val is not None and val.y is not None and val.probs is not None:
+            gap = float((val.probs.argmax(axis=1) == val.y).mean()) - paired["accuracy_before"]
+            out["gap"] = _r(gap, 4)
+            if gap > 0:
+                out["share"] = _r(min(1.0, max(0.0, gain / gap)), 3)
+        return out

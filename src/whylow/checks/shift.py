@@ -39,9 +39,13 @@ Measurements
    gain of bringing the test set to the in-distribution third's accuracy
    is (z-test of the thirds).
 
-Judgement: a warning needs property drift or a significant domain
-classifier; it is critical when the accuracy it explains is at least
-``critical_drop`` (5 points) and significant.
+Judgement: a finding needs property drift or a significant domain
+classifier; its severity comes from its cost: critical when the accuracy it
+explains is at least ``critical_drop`` (5 points) and significant, a
+warning from ``min_cost`` (2 points), info below — a difference the model
+does not mind (8-bit quantisation of float inputs, say) is not a reason for
+low predictions. Without test labels the cost cannot be measured, and only
+a pervasive shift (domain AUC at least ``pervasive_auc``) is a warning.
 """
 
 from __future__ import annotations
@@ -192,6 +196,8 @@ class CovariateShiftCheck(Check):
     min_auc = 0.65
     pervasive_auc = 0.85
     critical_drop = 0.05
+    #: Accuracy a shift must cost (significantly) to be a warning: about what a user would act on.
+    min_cost = 0.02
     max_domain_samples = 4000
     #: Cross-validation folds of the domain classifier (3 halves its cost against 5; the AUC barely moves).
     domain_folds = 3
@@ -252,15 +258,37 @@ class CovariateShiftCheck(Check):
             evidence["output_drift_bbsd"] = bbsd
         explained, acc_info = self._explained(ctx, dom, feats, probs_test)
         evidence.update(acc_info)
-        severity = "warning"
-        if explained is not None and explained >= self.threshold(ctx, "critical_drop") and acc_info.get("drop_p_value", 1.0) < alpha:
-            severity = "critical"
+        severity = self._severity(ctx, explained, acc_info, dom)
         auc_part = 0.0 if dom is None else max(0.0, 2 * (dom["auc"] - 0.5))
         ks_part = drifted[0]["ks"] if drifted else 0.0
         confidence = min(0.97, 0.5 + 0.47 * max(auc_part, ks_part))
         title, fix = self._words(ctx, drifted, dom, aligned, est, ref_name, test.is_image, acc_info)
         self._artifacts(ctx, drift, ref_name, test.is_image, aligned)
-        return [Finding("covariate-shift", severity, confidence, title, evidence=evidence, fix=fix)]
+        finding = Finding("covariate-shift", severity, confidence, title, evidence=evidence, fix=fix)
+        if explained is not None:
+            gap = acc_info.get("drop_vs_val")
+            finding.explains = {"metric": "accuracy", "gain": _r(explained, 4), "gap": gap,
+                                "share": _r(min(1.0, explained / gap), 3) if gap and gap > 0 else None}
+        return [finding]
+
+    def _severity(self, ctx, explained: float | None, acc_info: dict, dom: dict | None) -> str:
+        """Severity from the accuracy the shift costs, not from how detectable it is.
+
+        Critical when it explains at least ``critical_drop`` accuracy, a warning from
+        ``min_cost``, both significant; info below (a detectable difference the model
+        does not mind, such as 8-bit quantisation). Without labels the cost is unknown:
+        a warning only for a pervasive shift (domain AUC at least ``pervasive_auc``).
+        """
+        alpha = self.threshold(ctx, "alpha")
+        if explained is None:
+            pervasive = dom is not None and dom["auc"] >= self.threshold(ctx, "pervasive_auc")
+            return "warning" if pervasive else "info"
+        significant = acc_info.get("drop_p_value", 1.0) < alpha
+        if significant and explained >= self.threshold(ctx, "critical_drop"):
+            return "critical"
+        if significant and explained >= self.threshold(ctx, "min_cost"):
+            return "warning"
+        return "info"
 
     # -- measurements -----------------------------------------------------------
     def _image_drift(self, ctx, ref_sum, tst_sum, rng):
@@ -437,7 +465,7 @@ class CovariateShiftCheck(Check):
         if dom is not None and dom["auc"] >= 0.6:
             lead += f"; a classifier tells them apart (AUC {dom['auc']:.2f})"
         if acc_info.get("accuracy_drop_explained"):
-            lead += f", costing about {acc_info['accuracy_drop_explained']:.0%} accuracy"
+            lead += f", costing about {100 * acc_info['accuracy_drop_explained']:.0f} accuracy points"
         remedies = [_REMEDY[d["property"]] for d in drifted[:3] if d["property"] in _REMEDY]
         if is_image:
             fix = (

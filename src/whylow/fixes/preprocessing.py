@@ -1,15 +1,20 @@
-"""Undo a preprocessing difference on inputs: per-channel affine maps, channel permutations, resizing.
+"""Undo a preprocessing difference on inputs: value maps, channel permutations, flips and rotations, resizing.
 
-`InputTransform` describes how test inputs relate to training inputs,
-channel by channel::
+Every transform describes how test inputs relate to training inputs and has
+the same three methods: ``apply(x, layout)`` maps training-space inputs to
+test space (scenarios and tests inject a mismatch with it), ``invert(x,
+layout)`` maps test inputs back into the training inputs' space (what
+whylow feeds the model to prove that a preprocessing mismatch is the
+cause), and ``to_dict()`` describes it for the report.
+
+`InputTransform` is a per-channel affine map with a channel permutation::
 
     test[..., c] = scale[c] * train[..., perm[c]] + offset[c]
 
-(``perm[c]`` is the training channel that test channel ``c`` holds). Its
-`InputTransform.invert` maps test inputs back into the training inputs'
-space, which is what whylow feeds the model to prove that a preprocessing
-mismatch is the cause; `InputTransform.apply` goes the other way (used by
-scenarios and tests to inject a mismatch).
+(``perm[c]`` is the training channel that test channel ``c`` holds).
+`GeometricTransform` is a flip, a rotation by a multiple of 90° or a
+transpose of the image plane; `WrapTransform` is the signed/unsigned 8-bit
+confusion (``(x + 128) mod 256``); `ComposedTransform` chains them.
 
 `rerun_on_fixed` re-runs the model on corrected inputs and returns accuracy
 and log-loss before and after on the same examples.
@@ -23,7 +28,7 @@ import numpy as np
 
 from whylow.errors import InvalidInputError
 
-__all__ = ["InputTransform", "resize_images", "rerun_on_fixed"]
+__all__ = ["InputTransform", "GeometricTransform", "WrapTransform", "ComposedTransform", "resize_images", "rerun_on_fixed"]
 
 
 def _channel_axis(layout: str) -> int | None:
@@ -129,6 +134,103 @@ class InputTransform:
             "offset": [float(f"{v:.6g}") for v in self.offset],
             "channel_order": self.perm.tolist(),
         }
+
+
+_SPATIAL_AXES = {"NHWC": (1, 2), "NCHW": (2, 3), "NHW": (1, 2)}
+
+#: Geometric operations, each with its inverse.
+_GEOMETRIC_INVERSE = {"flip-h": "flip-h", "flip-v": "flip-v", "rot90": "rot270", "rot180": "rot180", "rot270": "rot90", "transpose": "transpose"}
+
+
+def _geometric(x: np.ndarray, op: str, layout: str) -> np.ndarray:
+    h, w = _SPATIAL_AXES[layout]
+    if op == "flip-h":
+        return np.flip(x, axis=w)
+    if op == "flip-v":
+        return np.flip(x, axis=h)
+    if op == "transpose":
+        return np.swapaxes(x, h, w)
+    k = {"rot90": 1, "rot180": 2, "rot270": 3}[op]
+    return np.rot90(x, k=k, axes=(h, w))
+
+
+@dataclass
+class GeometricTransform:
+    """Test images are training images flipped, rotated (counter-clockwise, as `numpy.rot90`) or transposed.
+
+    Parameters
+    ----------
+    op : {"flip-h", "flip-v", "rot90", "rot180", "rot270", "transpose"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 4)
+    >>> t = GeometricTransform("rot90")
+    >>> np.array_equal(t.invert(t.apply(x, "NHW"), "NHW"), x)
+    True
+    """
+
+    op: str
+
+    def __post_init__(self):
+        if self.op not in _GEOMETRIC_INVERSE:
+            raise InvalidInputError(f"GeometricTransform op must be one of {sorted(_GEOMETRIC_INVERSE)}, got {self.op!r}.")
+
+    is_identity = False
+
+    def apply(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """Training space -> test space."""
+        return np.ascontiguousarray(_geometric(np.asarray(x), self.op, layout))
+
+    def invert(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """Test space -> training space."""
+        return np.ascontiguousarray(_geometric(np.asarray(x), _GEOMETRIC_INVERSE[self.op], layout))
+
+    def to_dict(self) -> dict:
+        return {"geometry": self.op}
+
+
+@dataclass
+class WrapTransform:
+    """Test values are training values shifted by ``shift`` modulo 256 (int8 read as uint8, or the reverse)."""
+
+    shift: int = 128
+    is_identity = False
+
+    def apply(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """Training space -> test space."""
+        return ((np.asarray(x).astype(np.int64) + self.shift) % 256).astype(np.float32)
+
+    def invert(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """Test space -> training space."""
+        return ((np.asarray(x).astype(np.int64) - self.shift) % 256).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"wrap_modulo_256": self.shift}
+
+
+@dataclass
+class ComposedTransform:
+    """Transforms applied one after the other to training inputs to give test inputs (``steps[0]`` first)."""
+
+    steps: list
+    is_identity = False
+
+    def apply(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """Training space -> test space."""
+        for t in self.steps:
+            x = t.apply(x, layout)
+        return x
+
+    def invert(self, x: np.ndarray, layout: str) -> np.ndarray:
+        """Test space -> training space."""
+        for t in reversed(self.steps):
+            x = t.invert(x, layout)
+        return x
+
+    def to_dict(self) -> dict:
+        return {"steps": [t.to_dict() for t in self.steps]}
 
 
 def resize_images(x: np.ndarray, layout: str, size: tuple[int, int]) -> np.ndarray:
