@@ -4,6 +4,8 @@ Run::
 
     python benchmarks/detection.py            # the full suite (every registered scenario, 3 magnitudes, 5+ healthy)
     python benchmarks/detection.py --quick    # a few cases, for a smoke test
+    python benchmarks/detection.py --grid dev --faults 40 --healthy 20 --workers 2 --json out.json
+    python benchmarks/detection.py --grid heldout ...   # the same, on seeds thresholds were never tuned on
 
 The suite is built from the scenario registry (`whylow.scenarios`), so it
 picks up every scenario that exists when it runs: each fault scenario at
@@ -29,6 +31,18 @@ netcal's ECE, and a two-sample Kolmogorov–Smirnov test on image properties
 deepchecks / evidently. A case that fails to build, to diagnose, or runs
 past ``--case-timeout`` is reported as such in the table; it never stops
 the run.
+
+``--grid dev|heldout`` runs the randomised grid of `whylow.scenarios.grid`
+instead (image sources, storage conventions, architectures, split sizes and
+fault magnitudes drawn per seed; peers are not run): ``--faults N`` fault
+cases round-robin over the finding codes and ``--healthy M`` healthy ones,
+optionally in ``--workers`` processes. It prints totals with Wilson 95 %
+intervals, results per fault code, per preprocessing / shift kind, per
+source / storage / architecture, false alarms on healthy models per finding
+code, and whether the top preprocessing finding named the injected bug and
+its constant (``evidence["preprocessing_candidate"]``). Fault cases whose
+fault failed the generator's effect gate are excluded from the scores and
+listed. Thresholds may only ever be tuned on ``dev``.
 
 Prints Markdown tables (per case, per fault code, totals) on stdout and
 progress on stderr; ``--json`` also writes the raw results. ``--check``
@@ -724,6 +738,428 @@ def totals_table(t: dict) -> str:
     return markdown_table(["total", "value"], rows, "lr")
 
 
+# -- grid mode: randomised cases, dev and held-out seeds ---------------------------------------------
+@dataclass
+class GridRef:
+    """A grid case as the result tables see it (`whylow.scenarios.grid`)."""
+
+    seed: int
+    expected: str | None
+    label: str = ""
+
+    @property
+    def params(self) -> dict:
+        return {"seed": self.seed}
+
+
+@dataclass
+class GridResult(CaseResult):
+    """A `CaseResult` of a grid case, with what the tables group by (source, storage, ...) in ``meta``."""
+
+    meta: dict = field(default_factory=dict)
+    candidate: dict | None = None  # evidence["preprocessing_candidate"] of the top finding
+
+    @property
+    def scored(self) -> bool:
+        """Whether the case counts: a fault case whose fault failed the generator's effect gate does not."""
+        return not str(self.meta.get("gate", "")).startswith("failed")
+
+    @property
+    def named_right(self) -> bool:
+        """Preprocessing cases: the top finding is preprocessing-mismatch and its candidate is the injected bug."""
+        injected = self.meta.get("preprocessing")
+        if not (self.ok and injected and self.top and self.top[0][0] == "preprocessing-mismatch"):
+            return False
+        return candidate_matches(injected, self.candidate)
+
+
+def candidate_matches(injected: dict, candidate: dict | None) -> bool:
+    """Whether a preprocessing candidate names the injected bug: same kind, and the same constant.
+
+    scale: ``factor`` within 2 %; flip: the same ``axis``; rotation: the same ``k``;
+    normalisation-constants: the same ``name`` when the candidate gives one; the other kinds: the kind.
+    """
+    if not isinstance(candidate, dict) or candidate.get("kind") != injected.get("kind"):
+        return False
+    kind = injected["kind"]
+    try:
+        if kind == "scale":
+            return abs(float(candidate["factor"]) / float(injected["factor"]) - 1.0) <= 0.02
+        if kind == "flip":
+            return candidate.get("axis") == injected["axis"]
+        if kind == "rotation":
+            return int(candidate.get("k")) % 4 == int(injected["k"]) % 4
+        if kind == "normalisation-constants" and "name" in candidate:
+            return str(candidate["name"]).lower() == str(injected["name"]).lower()
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
+def grid_plan(which: str, n_faults: int, n_healthy: int, start: int = 0) -> list[tuple[int, str | None]]:
+    """The (seed, fault) pairs of a grid run.
+
+    Fault case ``i`` takes seed ``seeds[start + i]`` and the fault code
+    ``FAULT_CODES[i % 16]`` (round-robin over the codes); healthy case ``j``
+    takes ``seeds[len(seeds) // 2 + start + j]``, so the two never share a seed.
+    """
+    from whylow.scenarios.grid import DEV_SEEDS, FAULT_CODES, HELDOUT_SEEDS
+
+    seeds = {"dev": DEV_SEEDS, "heldout": HELDOUT_SEEDS}[which]
+    plan = [(seeds[start + i], FAULT_CODES[i % len(FAULT_CODES)]) for i in range(n_faults)]
+    plan += [(seeds[len(seeds) // 2 + start + j], None) for j in range(n_healthy)]
+    return plan
+
+
+def _grid_meta(case, notes: dict) -> dict:
+    effect = notes.get("effect") or {}
+    return {
+        "source": case.source, "colour": case.colour, "size": case.size, "storage": case.storage,
+        "model_input": case.model_input, "arch": notes.get("grid", {}).get("arch", case.arch),
+        "n_train": notes.get("sizes", {}).get("train", case.n_train), "variant": notes.get("variant", case.variant),
+        "preprocessing": notes.get("preprocessing"), "shift": notes.get("shift"),
+        "gate": effect.get("gate"), "effect": {k: v for k, v in effect.items() if k != "rejected"},
+        "fault_note": notes.get("fault"), "healthy_note": notes.get("healthy"), "fit": notes.get("fit"),
+    }
+
+
+def run_grid_case(seed: int, fault: str | None, timeout: float | None = 300.0, max_train: int | None = None,
+                  max_epochs: int | None = None) -> GridResult:
+    """Sample, build and diagnose one grid case; never raises (failures are recorded in the result).
+
+    ``max_train`` / ``max_epochs`` shrink the case (`whylow.scenarios.grid.shrink_case`), for smoke runs.
+    """
+    from whylow.scenarios.grid import build_case, sample_case, shrink_case
+
+    ref = GridRef(seed, fault, f"{seed} {fault or 'healthy'}")
+    res = GridResult(ref)
+    t0 = time.perf_counter()
+    try:
+        case = shrink_case(sample_case(seed, fault=fault), max_train, max_epochs)
+        ref.label = case.label
+        res.meta = {"source": case.source, "storage": case.storage, "arch": case.arch, "variant": case.variant}
+        scn = call_with_timeout(lambda: build_case(case), timeout)
+    except CallTimeout as exc:
+        res.status, res.error = "timeout", f"build {exc}"
+        return res
+    except Exception as exc:  # noqa: BLE001 - a broken case is a row in the table, not a crash
+        res.status, res.error = "build failed", _one_line(exc)
+        return res
+    res.seconds["build"] = time.perf_counter() - t0
+    res.meta = _grid_meta(case, scn.notes)
+    ref.label = scn.notes.get("label", ref.label)
+    t1 = time.perf_counter()
+    try:
+        left = None if timeout is None else max(1.0, timeout - res.seconds["build"])
+        report = call_with_timeout(lambda: scn.diagnose(seed=seed), left)
+    except CallTimeout as exc:
+        res.status, res.error = "timeout", f"diagnose {exc}"
+        return res
+    except Exception as exc:  # noqa: BLE001
+        res.status, res.error = "diagnose failed", _one_line(exc)
+        return res
+    res.seconds["diagnose"] = time.perf_counter() - t1
+    res.top = [(f.code, f.severity, round(float(f.confidence), 3)) for f in report.findings[:3]]
+    res.alarms = [(f.code, f.severity) for f in report.findings if f.severity in ALARM]
+    res.false_alarms = unrelated_alarms(fault, res.alarms, declared_related(scn.notes))
+    res.failed_checks = [(c.name, c.reason) for c in report.checks if c.status == "failed"]
+    if report.findings:
+        cand = (report.findings[0].evidence or {}).get("preprocessing_candidate")
+        res.candidate = cand if isinstance(cand, dict) else None
+    return res
+
+
+def _grid_result_dict(r: GridResult) -> dict:
+    d = asdict(r)
+    d.update(top1=r.top1, top1_any=r.top1_any, top3=r.top3, label=r.case.label, scored=r.scored,
+             named_right=r.named_right)
+    return d
+
+
+def _grid_result_from(d: dict) -> GridResult:
+    ref = GridRef(**d["case"])
+    keep = {k: d[k] for k in ("status", "error", "seconds", "meta", "candidate")}
+    lists = {k: [tuple(x) for x in d[k]] for k in ("top", "alarms", "false_alarms", "failed_checks")}
+    return GridResult(ref, peers={}, **keep, **lists)
+
+
+def _worker_init() -> None:
+    """One thread per worker process (torch and BLAS): two workers on two cores."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        globals()["_POOL_LIMIT"] = threadpool_limits(limits=1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _grid_worker(job: tuple) -> dict:
+    return _grid_result_dict(run_grid_case(*job))
+
+
+def run_grid(plan, workers: int = 1, timeout: float | None = 300.0, log=sys.stderr, max_train: int | None = None,
+             max_epochs: int | None = None) -> list[GridResult]:
+    """Run every (seed, fault) of ``plan``, in ``workers`` spawned processes when more than one.
+
+    Results come back in plan order. A worker that dies costs its case(s) a
+    "worker failed" row, never the run.
+    """
+    jobs = [(seed, fault, timeout, max_train, max_epochs) for seed, fault in plan]
+    out: dict[int, GridResult] = {}
+
+    def note(i, r):
+        secs = sum(r.seconds.values())
+        what = r.status if not r.ok else (_fmt_top(r) or "no findings")
+        print(f"[{len(out)}/{len(jobs)}] {r.case.label}: {secs:.1f} s: {what}", file=log, flush=True)
+
+    if workers <= 1:
+        _worker_init()
+        for i, job in enumerate(jobs):
+            out[i] = _grid_result_from(_grid_worker(job))
+            note(i, out[i])
+        return [out[i] for i in range(len(jobs))]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+        futures = {ex.submit(_grid_worker, job): i for i, job in enumerate(jobs)}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                out[i] = _grid_result_from(fut.result())
+            except Exception as exc:  # noqa: BLE001 - a dead worker is a row, not a crash
+                seed, fault = jobs[i][:2]
+                out[i] = GridResult(GridRef(seed, fault, f"{seed} {fault or 'healthy'}"), status="worker failed",
+                                    error=_one_line(exc))
+            note(i, out[i])
+    return [out[i] for i in range(len(jobs))]
+
+
+def wilson(k: int, n: int) -> tuple[float, float] | None:
+    """The Wilson 95 % interval of a proportion k/n (None when n is 0)."""
+    if n == 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def rate_cell(k: int, n: int) -> str:
+    """``k/n = p % [lo–hi]`` with the Wilson 95 % interval."""
+    if n == 0:
+        return "—"
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} = {100 * k / n:.0f} % [{100 * lo:.0f}–{100 * hi:.0f}]"
+
+
+def grid_totals(results: list[GridResult]) -> dict:
+    """Counts behind the totals table (fault cases whose effect gate failed are excluded from scoring)."""
+    faults = [r for r in results if r.case.expected is not None]
+    scored = [r for r in faults if r.scored]
+    healthy = [r for r in results if r.case.expected is None]
+    healthy_ok = [r for r in healthy if r.ok and r.scored]
+    prep = [r for r in scored if r.case.expected == "preprocessing-mismatch"]
+    ok_times = [r.seconds for r in results if r.ok]
+    return {
+        "fault_cases": len(faults),
+        "scored_fault_cases": len(scored),
+        "excluded_gate_failed": [f"{r.case.label} ({r.meta.get('gate')})" for r in faults if not r.scored],
+        "healthy_cases": len(healthy),
+        "failed_to_run": [f"{r.case.label}: {r.status}: {r.error}" for r in results if not r.ok],
+        "top1": (sum(r.top1 for r in scored), len(scored)),
+        "top1_any_severity": (sum(r.top1_any for r in scored), len(scored)),
+        "top3": (sum(r.top3 for r in scored), len(scored)),
+        "healthy_with_warning": (sum(bool(r.alarms) for r in healthy_ok), len(healthy_ok)),
+        "preprocessing_top1": (sum(r.top1 for r in prep), len(prep)),
+        "preprocessing_named_right": (sum(r.named_right for r in prep), len(prep)),
+        "unrelated_alarms_on_fault_cases": sum(len(r.false_alarms) for r in scored),
+        "seconds_build": [t.get("build", 0.0) for t in ok_times],
+        "seconds_diagnose": [t.get("diagnose", 0.0) for t in ok_times],
+    }
+
+
+def _secs(values) -> str:
+    if not values:
+        return "—"
+    v = np.asarray(values)
+    return f"median {np.median(v):.1f} s, mean {v.mean():.1f} s, max {v.max():.1f} s"
+
+
+def grid_totals_table(t: dict) -> str:
+    rows = [
+        ["fault cases (scored / excluded: fault had no effect) / healthy cases / failed to run",
+         f"{t['fault_cases']} ({t['scored_fault_cases']} / {len(t['excluded_gate_failed'])}) / {t['healthy_cases']} / "
+         f"{len(t['failed_to_run'])}"],
+        ["top-1 (injected code first, warning or critical)", rate_cell(*t["top1"])],
+        ["top-1, any severity", rate_cell(*t["top1_any_severity"])],
+        ["top-3 (injected code among the first three findings)", rate_cell(*t["top3"])],
+        ["healthy models with any warning/critical", rate_cell(*t["healthy_with_warning"])],
+        ["preprocessing-mismatch top-1", rate_cell(*t["preprocessing_top1"])],
+        ["preprocessing named right (top finding's candidate = the injected bug and constant)",
+         rate_cell(*t["preprocessing_named_right"])],
+        ["unrelated warnings/criticals on fault cases", t["unrelated_alarms_on_fault_cases"]],
+        ["build time per case", _secs(t["seconds_build"])],
+        ["diagnose time per case", _secs(t["seconds_diagnose"])],
+    ]
+    return markdown_table(["total", "value"], rows, "lr")
+
+
+def _wrong_top(rs: list[GridResult]) -> str:
+    from collections import Counter
+
+    wrong = Counter(r.top[0][0] if r.top else "(none)" for r in rs if r.ok and not r.top1)
+    return ", ".join(f"{c} ×{n}" for c, n in wrong.most_common(3)) or "—"
+
+
+def grid_code_table(results: list[GridResult]) -> str:
+    """Per injected code: top-1 and top-3 with intervals, and what came first instead."""
+    from whylow.scenarios.grid import FAULT_CODES
+
+    rows = []
+    for code in FAULT_CODES:
+        rs = [r for r in results if r.case.expected == code and r.scored]
+        excluded = sum(1 for r in results if r.case.expected == code and not r.scored)
+        rows.append([code, len(rs), excluded, rate_cell(sum(r.top1 for r in rs), len(rs)),
+                     rate_cell(sum(r.top3 for r in rs), len(rs)), _wrong_top(rs)])
+    return markdown_table(["fault code", "scored", "excluded", "top-1", "top-3", "first instead (misses)"], rows)
+
+
+def grid_kind_table(results: list[GridResult]) -> str:
+    """Per preprocessing kind and per covariate-shift kind: top-1 and (preprocessing) named right."""
+    rows = []
+    for code, key in (("preprocessing-mismatch", "preprocessing"), ("covariate-shift", "shift")):
+        rs = [r for r in results if r.case.expected == code and r.scored]
+        for kind in sorted({(r.meta.get(key) or {}).get("kind", "?") for r in rs}):
+            sub = [r for r in rs if (r.meta.get(key) or {}).get("kind", "?") == kind]
+            named = rate_cell(sum(r.named_right for r in sub), len(sub)) if key == "preprocessing" else "—"
+            rows.append([code, kind, len(sub), rate_cell(sum(r.top1 for r in sub), len(sub)), named, _wrong_top(sub)])
+    return markdown_table(["fault", "kind", "cases", "top-1", "named right", "first instead (misses)"], rows)
+
+
+def grid_axis_table(results: list[GridResult], axis: str) -> str:
+    """Fault top-1 / top-3 and healthy alarms grouped by one grid axis (source, storage, arch)."""
+    values = sorted({str(r.meta.get(axis)) for r in results if r.meta.get(axis) is not None})
+    rows = []
+    for v in values:
+        fs = [r for r in results if r.case.expected is not None and r.scored and str(r.meta.get(axis)) == v]
+        hs = [r for r in results if r.case.expected is None and r.ok and r.scored and str(r.meta.get(axis)) == v]
+        rows.append([v, rate_cell(sum(r.top1 for r in fs), len(fs)), rate_cell(sum(r.top3 for r in fs), len(fs)),
+                     rate_cell(sum(bool(r.alarms) for r in hs), len(hs))])
+    return markdown_table([axis, "fault top-1", "fault top-3", "healthy with a warning"], rows)
+
+
+def grid_false_alarm_table(results: list[GridResult]) -> str:
+    """Per finding code: how many healthy models got it as a warning/critical (with intervals)."""
+    healthy = [r for r in results if r.case.expected is None and r.ok and r.scored]
+    codes = sorted({c for r in healthy for c, _ in r.alarms})
+    rows = [[c, rate_cell(sum(any(a[0] == c for a in r.alarms) for r in healthy), len(healthy))] for c in codes]
+    rows.append(["any code", rate_cell(sum(bool(r.alarms) for r in healthy), len(healthy))])
+    return markdown_table(["finding code (warning/critical) on healthy models", "healthy models"], rows)
+
+
+def grid_gap_table(results: list[GridResult]) -> str:
+    """Healthy models with a warning, by their own train - validation accuracy gap (an ordinary gap is no fault)."""
+    healthy = [r for r in results if r.case.expected is None and r.ok]
+    rows = []
+    for name, lo, hi in (("≤ 5 points", -1.0, 0.05), ("5–15 points", 0.05, 0.15), ("> 15 points", 0.15, 2.0)):
+        rs = [r for r in healthy if lo < float((r.meta.get("fit") or {}).get("gap", 0.0)) <= hi]
+        codes = sorted({c for r in rs for c, _ in r.alarms})
+        rows.append([name, rate_cell(sum(bool(r.alarms) for r in rs), len(rs)), ", ".join(codes) or "—"])
+    return markdown_table(["healthy model's train − val accuracy gap", "with a warning", "codes"], rows)
+
+
+def _effect_cell(r: GridResult) -> str:
+    e = r.meta.get("effect") or {}
+    if "clean_accuracy" in e:
+        return (f"acc {e['clean_accuracy']:.2f}→{e['faulted_accuracy']:.2f}, "
+                f"NLL {e['clean_log_loss']:.2f}→{e['faulted_log_loss']:.2f}")
+    if "clean_log_loss" in e:
+        return f"NLL {e['clean_log_loss']:.2f}→{e['faulted_log_loss']:.2f}"
+    if "healthy_val_accuracy" in e:
+        return f"val acc {e['val_accuracy']:.2f} vs healthy {e['healthy_val_accuracy']:.2f}"
+    if "val_auc" in e:
+        return (f"bal. acc {e['val_balanced_accuracy_at_0.5']:.2f}→{e['val_balanced_accuracy_at_best']:.2f} "
+                f"at {e['best_threshold']}")
+    fit = r.meta.get("fit") or {}
+    if "train_accuracy" in fit:
+        return f"train {fit['train_accuracy']:.2f} / val {fit['val_accuracy']:.2f}"
+    return "—"
+
+
+def grid_case_table(results: list[GridResult]) -> str:
+    rows = []
+    for r in results:
+        if r.case.expected is None:
+            verdict = "—" if not r.ok else ("excluded" if not r.scored else ("✓ quiet" if not r.alarms else "✗ alarm"))
+        elif not r.scored:
+            verdict = "excluded"
+        else:
+            verdict = "✓" if r.top1 else ("(info)" if r.top1_any else ("top-3" if r.top3 else "✗"))
+        inj = (r.meta.get("preprocessing") or r.meta.get("shift") or {}).get("kind")
+        expected = (r.case.expected or "healthy") + (f" ({inj})" if inj else "")
+        named = "—"
+        if r.meta.get("preprocessing"):
+            cand = r.candidate
+            named = ("✓ " if r.named_right else "✗ ") + (json.dumps(cand, default=str)[:60] if cand else "no candidate")
+        fa = ", ".join(f"{c} ({s[0]})" for c, s in r.false_alarms) if r.ok else "—"
+        rows.append([r.case.label, expected, _effect_cell(r), _fmt_top(r), verdict, named, fa or "none",
+                     f"{r.seconds.get('build', 0):.0f}+{r.seconds.get('diagnose', 0):.0f}"])
+    headers = ["case", "injected", "effect", "whylow top 3 (severity)", "top-1", "named", "unrelated alarms",
+               "s build+diag"]
+    return markdown_table(headers, rows)
+
+
+def grid_main(args) -> int:
+    """The --grid mode: sample, build and diagnose grid cases; print the tables."""
+    t_start = time.perf_counter()
+    plan = grid_plan(args.grid, args.faults, args.healthy, args.start)
+    print(f"grid {args.grid}: {args.faults} fault and {args.healthy} healthy cases, {args.workers} worker(s)",
+          file=sys.stderr, flush=True)
+    results = run_grid(plan, workers=args.workers, timeout=args.case_timeout, max_train=args.max_train,
+                       max_epochs=args.max_epochs)
+    elapsed = time.perf_counter() - t_start
+    t = grid_totals(results)
+    print(f"## Detection benchmark, randomised grid ({args.grid} seeds)\n")
+    if args.max_train or args.max_epochs:
+        print(f"**Smoke run**: cases shrunk to at most {args.max_train or 'all'} training images and "
+              f"{args.max_epochs or 'all'} epochs; not the benchmark's numbers.\n")
+    print(machine_line() + f" Total run time {elapsed:.0f} s with {args.workers} worker(s).\n")
+    print(grid_totals_table(t) + "\n")
+    print("### Per fault code\n\n" + grid_code_table(results) + "\n")
+    print("### Per preprocessing and covariate-shift kind\n\n" + grid_kind_table(results) + "\n")
+    for axis in ("source", "storage", "model_input", "arch"):
+        print(f"### Per {axis}\n\n" + grid_axis_table(results, axis) + "\n")
+    print("### False alarms on healthy models, per finding code\n\n" + grid_false_alarm_table(results) + "\n")
+    print("### Healthy models by their generalisation gap\n\n" + grid_gap_table(results) + "\n")
+    print("### Cases\n\n" + grid_case_table(results) + "\n")
+    print(
+        "Intervals: Wilson 95 %. top-1: the first finding is the injected code at warning/critical severity. "
+        "A fault case is excluded from scoring when its injected fault did not pass the generator's effect gate "
+        "(e.g. it did not change the model's predictions). Healthy models: any warning/critical finding is a false "
+        "alarm. Unrelated alarms on fault cases: codes that are neither the injected one nor in `RELATED` nor "
+        "declared by the case."
+    )
+    if t["excluded_gate_failed"]:
+        print("\nExcluded fault cases (no effective fault): " + "; ".join(t["excluded_gate_failed"]))
+    if t["failed_to_run"]:
+        print("\nFailed to run: " + "; ".join(t["failed_to_run"]))
+    failed_checks = sorted({f"{name} ({reason[:80]})" for r in results for name, reason in r.failed_checks})
+    if failed_checks:
+        print("\nChecks that failed on some case: " + "; ".join(failed_checks))
+    if args.json_path:
+        payload = {"mode": f"grid-{args.grid}", "totals": t, "elapsed_s": elapsed, "machine": machine_line(),
+                   "cases": [_grid_result_dict(r) for r in results]}
+        Path(args.json_path).write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    return 0
+
+
 # -- main -------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -735,7 +1171,17 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="print the cases of the suite and exit")
     ap.add_argument("--json", dest="json_path", help="also write the raw results here")
     ap.add_argument("--check", action="store_true", help="exit 1 unless top-1 >= 80%% and no healthy false alarm")
+    grid = ap.add_argument_group("randomised grid (whylow.scenarios.grid); peers are not run in this mode")
+    grid.add_argument("--grid", choices=("dev", "heldout"), help="run grid cases from the dev or held-out seeds")
+    grid.add_argument("--faults", type=int, default=32, help="fault cases (round-robin over the finding codes)")
+    grid.add_argument("--healthy", type=int, default=16, help="healthy cases")
+    grid.add_argument("--workers", type=int, default=1, help="cases run in this many processes (one thread each)")
+    grid.add_argument("--start", type=int, default=0, help="offset into the seed set (another sample of cases)")
+    grid.add_argument("--max-train", type=int, help="smoke runs: at most this many training images per case")
+    grid.add_argument("--max-epochs", type=int, help="smoke runs: train at most this many epochs")
     args = ap.parse_args(argv)
+    if args.grid:
+        return grid_main(args)
 
     factors = tuple(float(f) for f in args.magnitude_factors.split(","))
     only = [s.strip() for s in args.scenarios.split(",")] if args.scenarios else None
