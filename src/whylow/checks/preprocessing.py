@@ -29,7 +29,11 @@ with it.
    predictions) by at least ``min_gain`` and log-loss does not rise, or
    log-loss falls (one-sided paired t-test) by at least ``min_log_loss_drop``
    and accuracy does not fall; p-values are Bonferroni-corrected over the
-   candidates (``alpha``). A value candidate must also be a deterministic
+   candidates (``alpha``). With validation predictions, it must also close
+   at least ``min_share`` (half) of the gap to the validation accuracy or
+   log-loss: undoing the real bug brings the test split back toward where
+   the model works, a chance side effect (a rotation that happens to suit a
+   contrast change) recovers a few points of a large drop. A value candidate must also be a deterministic
    map of the data, not a lighting change: the value lattices agree with
    it (test step = scale × reference step), or, when the lattices cannot
    tell, undoing it leaves at most ``max_residual_ratio`` times the natural
@@ -256,6 +260,9 @@ class ModelScorer:
         The rows, in the split's layout.
     y : ndarray of int
     layout : str
+    target : dict, optional
+        ``{"accuracy": ..., "log_loss": ...}`` of the model on validation
+        data: a fix must close a good part of the gap to it.
     """
 
     predict: object
@@ -263,6 +270,8 @@ class ModelScorer:
     y: np.ndarray
     layout: str
     base: np.ndarray | None = None
+    #: The model's accuracy and log-loss where its inputs are right (validation), when known.
+    target: dict | None = None
 
     def __post_init__(self):
         if self.base is None:
@@ -350,7 +359,7 @@ def _options(options: dict | None) -> dict:
 
 _ENGINE_OPTIONS = (
     "alpha", "min_gain", "min_log_loss_drop", "max_residual_ratio", "min_distance_ratio", "min_effect",
-    "max_value_candidates", "tie_accuracy",
+    "max_value_candidates", "tie_accuracy", "min_share",
 )
 
 
@@ -484,11 +493,17 @@ def _deterministic(entry: dict, d_nat: float, opt: dict) -> bool:
     return entry["lattice"] == "supports" or entry["distance"] <= opt["max_residual_ratio"] * d_nat
 
 
-def _recovers(res: dict, n_tests: int, opt: dict) -> bool:
+def _recovers(res: dict, n_tests: int, opt: dict, target: dict | None = None) -> bool:
+    """Significant, practically large, and (with a validation target) closing ``min_share`` of the gap to it."""
     gain = res["accuracy_after"] - res["accuracy_before"]
     drop = (res["log_loss_before"] - res["log_loss_after"]) / max(res["log_loss_before"], 1e-12)
     by_accuracy = res["p_accuracy"] * n_tests < opt["alpha"] and gain >= opt["min_gain"] and drop >= -0.02
     by_loss = res["p_log_loss"] * n_tests < opt["alpha"] and drop >= opt["min_log_loss_drop"] and gain >= -0.005
+    if target is not None:
+        acc_gap = target["accuracy"] - res["accuracy_before"]
+        ll_gap = res["log_loss_before"] - target["log_loss"]
+        by_accuracy = by_accuracy and (acc_gap <= 0 or gain >= opt["min_share"] * acc_gap)
+        by_loss = by_loss and (ll_gap <= 0 or res["log_loss_before"] - res["log_loss_after"] >= opt["min_share"] * ll_gap)
     return by_accuracy or by_loss
 
 
@@ -515,7 +530,7 @@ def _choose_by_model(scored: list[dict], scorer: ModelScorer, d_id: float, d_nat
          "p_accuracy": _r(min(1.0, e["result"]["p_accuracy"] * m), 3), "distance": _r(e["distance"], 4)}
         for e in table
     ]
-    recovering = [e for e in trial if _recovers(e["result"], m, opt) and _deterministic(e, d_nat, opt)]
+    recovering = [e for e in trial if _recovers(e["result"], m, opt, scorer.target) and _deterministic(e, d_nat, opt)]
     if not recovering:
         return None
     best = _best(recovering, opt)
@@ -720,6 +735,18 @@ def _finite_rows(x: np.ndarray) -> np.ndarray:
     return x[_finite_mask(x)]
 
 
+def _validation_target(ctx, name: str) -> dict | None:
+    """The model's accuracy and log-loss on validation data, the level a fixed test split should approach."""
+    val = ctx.split("val")
+    if name != "test" or val is None or val.y is None or val.probs is None:
+        return None
+    est = ctx.cache.get("preprocessing:val")
+    if est is not None and est.is_mismatch:
+        return None
+    p_true = np.clip(val.probs[np.arange(val.n), val.y], 1e-15, 1.0)
+    return {"accuracy": float((val.probs.argmax(axis=1) == val.y).mean()), "log_loss": float(-np.log(p_true).mean())}
+
+
 def _image_estimate(ctx, name: str, ref_name: str, opt: dict) -> TransformEstimate:
     s, ref = ctx.split(name), ctx.split(ref_name)
     issue = _shape_issue(ref, s)
@@ -743,7 +770,7 @@ def _image_estimate(ctx, name: str, ref_name: str, opt: dict) -> TransformEstima
     if ctx.model is not None and s.y is not None:
         sel = rows[: int(opt["max_select_rows"])]
         try:
-            scorer = ModelScorer(ctx.predict_probs, np.asarray(s.x[sel]), s.y[sel], s.layout)
+            scorer = ModelScorer(ctx.predict_probs, np.asarray(s.x[sel]), s.y[sel], s.layout, target=_validation_target(ctx, name))
         except Exception:  # noqa: BLE001 - a model that cannot run on the inputs leaves the label-free path
             scorer = None
     ref_sum, tst_sum = split_summary(ctx, ref_name), split_summary(ctx, name)
@@ -828,6 +855,7 @@ class PreprocessingCheck(Check):
     min_effect = 0.2
     max_value_candidates = 6
     tie_accuracy = 0.01
+    min_share = 0.5
     max_sample_rows = 1000
     max_select_rows = 500
     critical_gain = 0.05

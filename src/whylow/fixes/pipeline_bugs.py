@@ -268,7 +268,7 @@ def value_candidates(ref, tst, ref_name: str = "train", name: str = "test") -> l
     if ref_std and not tst_std and tst_ok:
         known = [cv for cv in tst_ok if cv.kind == "normalised"]
         raw = [cv for cv in tst_ok if cv.kind == "raw"]
-        if raw or not known:
+        if raw:
             out.append(Candidate(
                 "standardisation-missing", {"mean": tst.mean.tolist(), "std": tst.sd.tolist()}, moment, "value", 3,
                 f"{ref_name} inputs are mean/std normalised (per-channel mean ≈ 0, std ≈ 1) but {name} inputs are not "
@@ -276,7 +276,7 @@ def value_candidates(ref, tst, ref_name: str = "train", name: str = "test") -> l
                 f"normalise {name} inputs as the {ref_name} inputs were: x = (x - {_fmt_list(tst.mean)}) / {_fmt_list(tst.sd)}",
                 **estimated,
             ))
-        else:
+        elif known:
             out.append(Candidate(
                 "normalisation-constants", {"name": known[0].label.replace(" mean/std", ""), "train": "its own statistics", "test": known[0].label,
                                             "where": "different constants"}, moment, "value", 4,
