@@ -121,6 +121,8 @@ def predictions_to_probs(values, name: str, kind: str = "auto", n_samples: int |
     n, k = arr.shape
     if n == 0:
         raise InvalidInputError(f"{name} is empty: it has 0 rows.")
+    if k == 0:
+        raise InvalidInputError(f"{name} has 0 columns; give one column per class (or one for a binary sigmoid).")
     if n_samples is not None and n != n_samples:
         raise InvalidInputError(f"{name} has {n} rows but the split has {n_samples} samples; they must match.")
     bad = ~np.isfinite(arr)

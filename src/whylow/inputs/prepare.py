@@ -12,6 +12,7 @@ import numpy as np
 
 from whylow.errors import InvalidInputError
 from whylow.inputs.detect import infer_layout, predictions_to_probs, to_nhwc
+from whylow.inputs.files import as_path
 from whylow.inputs.loaders import load_split
 from whylow.inputs.split import Split
 
@@ -83,24 +84,48 @@ class SplitData:
         }
 
 
+_SPLIT_FIELDS = ("x", "y", "probs", "logits", "layout", "source", "files", "corrupt_files", "class_names")
+
+
 def as_split(value, name: str) -> Split | None:
     """Coerce what the user passed for a split into a `Split`.
 
-    Accepts a `Split`, an ``(x, y)`` tuple, a path (file or folder), a
-    ``torch.utils.data.Dataset`` or ``DataLoader`` yielding ``(x, y)``,
-    or None.
+    Accepts a `Split`, an ``(x, y)`` tuple, a dict of `Split` fields, a path
+    (str, bytes or path-like: file or folder), a ``torch.utils.data.Dataset``
+    or ``DataLoader`` yielding ``(x, y)``, or None.
     """
     if value is None or isinstance(value, Split):
         return value
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
-        return load_split(value, name)
-    if isinstance(value, tuple) and len(value) == 2:
+        return load_split(as_path(value, f"The {name} split path"), name)
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise InvalidInputError(
+                f"The {name} split is a tuple of {len(value)} items; pass (x, y), or whylow.Split(x=..., y=..., probs=...) "
+                "for more fields."
+            )
         return Split(x=value[0], y=value[1])
     if isinstance(value, dict):
+        unknown = [k for k in value if k not in _SPLIT_FIELDS]
+        if unknown:
+            import difflib
+
+            key = unknown[0]
+            close = difflib.get_close_matches(str(key), _SPLIT_FIELDS, n=1) if isinstance(key, str) else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InvalidInputError(
+                f"The {name} split dict has the unknown key {key!r}{hint}; its keys are some of x, y, probs, logits, "
+                "layout, class_names."
+            )
         return Split(**value)
     if isinstance(value, np.ndarray):
         raise InvalidInputError(
             f"The {name} split is a bare array; pass (x, y) or whylow.Split(x=..., y=..., probs=...) so whylow knows what it holds."
+        )
+    if isinstance(value, (int, float, complex, bool, set, frozenset)) or value is Ellipsis:
+        raise InvalidInputError(
+            f"The {name} split must be a whylow.Split, an (x, y) tuple, a path or a torch Dataset/DataLoader, "
+            f"got {type(value).__name__}."
         )
     if hasattr(value, "__getitem__") and hasattr(value, "__len__") or hasattr(value, "__iter__"):
         return _split_from_torch(value, name)
@@ -130,24 +155,30 @@ def _split_from_torch(value, name: str) -> Split:
     return Split(x=np.concatenate(xs), y=np.concatenate(ys))
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def _labels_to_ids(y, name: str, class_names: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
     """Map labels to int64 ids; string labels go through ``class_names``."""
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] > 1 and np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all():
+    arr = y
+    if arr.ndim == 2 and arr.shape[1] > 1 and arr.dtype.kind in "biuf" and np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all():
         return arr.argmax(axis=1).astype(np.int64), class_names  # one-hot
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise InvalidInputError(f"{name} labels must be one id per sample (shape (n_samples,)), got shape {arr.shape}.")
     if arr.dtype.kind in "US" or arr.dtype == object:
-        arr = arr.astype(str)
+        try:
+            arr = arr.astype(str)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{name} labels must be integer class ids or class names.") from None
         if class_names is None:
             class_names = sorted(set(arr.tolist()))
         lookup = {c: i for i, c in enumerate(class_names)}
         unknown = sorted(set(arr.tolist()) - set(lookup))
         if unknown:
             raise InvalidInputError(
-                f"{name} labels include {unknown[:5]} which are not among the class names {class_names[:10]}."
+                f"{name} labels include {unknown[:5]} which are not among the class names {_shorten(class_names)}."
             )
         return np.array([lookup[v] for v in arr.tolist()], dtype=np.int64), class_names
     if arr.dtype.kind == "b":
@@ -157,12 +188,95 @@ def _labels_to_ids(y, name: str, class_names: list[str] | None) -> tuple[np.ndar
             raise InvalidInputError(f"{name} labels contain NaN or infinite values; every sample needs a class id.")
         if not np.all(arr == np.round(arr)):
             raise InvalidInputError(
-                f"{name} labels must be integer class ids, got fractional values such as {arr[arr != np.round(arr)][0]!r}."
+                f"{name} labels must be integer class ids, got fractional values such as {float(arr[arr != np.round(arr)][0])!r}."
             )
+        if arr.size and (arr.max() >= 2.0**63 or arr.min() < -(2.0**63)):
+            big = arr.max() if arr.max() >= 2.0**63 else arr.min()
+            raise InvalidInputError(f"{name} labels include {big:.6g}, far beyond any class id; class ids run from 0 to n_classes - 1.")
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise InvalidInputError(f"{name} labels must be integer class ids or class names, got dtype {arr.dtype}.")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64_MAX:
+        raise InvalidInputError(f"{name} labels include {int(arr.max())}, far beyond any class id; class ids run from 0 to n_classes - 1.")
     return arr.astype(np.int64), class_names
+
+
+def _shorten(names: list[str], n: int = 10) -> str:
+    shown = ", ".join(repr(c) for c in names[:n])
+    return f"[{shown}{', ...' if len(names) > n else ''}]"
+
+
+def _field_array(value, field: str, split_name: str) -> np.ndarray:
+    """A split field as an array with one entry per sample, or an InvalidInputError naming it."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+            value = value.detach().cpu().numpy()
+        try:
+            arr = np.asarray(value)
+        except ValueError as exc:
+            if "inhomogeneous" in str(exc) or "sequence" in str(exc):
+                raise InvalidInputError(
+                    f"The {split_name} split's {field} is ragged: its entries have different shapes or lengths; "
+                    "give an array with the same shape for every sample."
+                ) from None
+            raise InvalidInputError(f"The {split_name} split's {field} cannot be read as an array ({exc}).") from None
+        except (TypeError, OverflowError, MemoryError) as exc:
+            raise InvalidInputError(f"The {split_name} split's {field} cannot be read as an array ({type(exc).__name__}: {exc}).") from None
+    if arr.ndim == 0:
+        raise InvalidInputError(
+            f"The {split_name} split's {field} is a single value (a 0-d array of {arr.dtype}); "
+            "it must hold one entry per sample."
+        )
+    if arr.dtype == object and field != "y":
+        raise InvalidInputError(
+            f"The {split_name} split's {field} holds Python objects (dtype object: ragged rows or mixed types); "
+            "give a numeric array."
+        )
+    if arr.dtype.kind == "c":
+        raise InvalidInputError(f"The {split_name} split's {field} holds complex numbers; give real numbers.")
+    if arr.dtype.kind in "mMV" or (field != "y" and arr.dtype.kind not in "biuf"):
+        raise InvalidInputError(f"The {split_name} split's {field} must be numeric, got dtype {arr.dtype}.")
+    return arr
+
+
+def check_class_names(class_names, what: str = "class_names") -> list[str] | None:
+    """Validate class names given as a sequence: strings (or ints), at least two, no repeats.
+
+    Returns
+    -------
+    list of str or None
+    """
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__iter__") or isinstance(class_names, dict):
+        raise InvalidInputError(
+            f"{what} must be a list of strings (one per class, in id order) or a path to a class-names file, "
+            f"got {type(class_names).__name__}."
+        )
+    names = []
+    for i, n in enumerate(class_names):
+        if isinstance(n, np.generic):
+            n = n.item()
+        if isinstance(n, bool) or not isinstance(n, (str, int)):
+            raise InvalidInputError(f"{what}[{i}] must be a string, got {type(n).__name__}.")
+        names.append(str(n))
+    if len(names) < 2:
+        raise InvalidInputError(f"{what} names {len(names)} class(es); at least 2 are needed.")
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            raise InvalidInputError(
+                f"{what}: the class {n!r} appears twice (at positions {seen[n]} and {i}); class names must be unique."
+            )
+        seen[n] = i
+    return names
+
+
+def max_label_without_predictions(n_labels: int) -> int:
+    """Largest class id accepted when no predictions or class names fix the number of classes: ``max(10 N, 100,000)``."""
+    return max(10 * int(n_labels), 100_000)
 
 
 def prepare_splits(splits: dict, class_names=None, layout: str | None = None) -> tuple[dict[str, SplitData], list[str]]:
@@ -185,41 +299,68 @@ def prepare_splits(splits: dict, class_names=None, layout: str | None = None) ->
     raw = {k: v for k, v in splits.items() if v is not None}
     if "test" not in raw:
         raise InvalidInputError("A test split is required (--test FILE or test=...).")
-    names_from_data = next((s.class_names for s in raw.values() if s.class_names), None)
-    class_names = list(class_names) if class_names is not None else names_from_data
+    for name, s in raw.items():
+        if not isinstance(s, Split):
+            raise InvalidInputError(f"The {name} split must be a whylow.Split, got {type(s).__name__}.")
+    if layout is not None and not isinstance(layout, str):
+        raise InvalidInputError(f"layout must be one of NHWC, NCHW, NHW or tabular, got {layout!r}.")
+    names_source = None
+    if class_names is not None:
+        class_names = check_class_names(class_names)
+        names_source = "the given class names"
+    else:
+        for split_name in SPLIT_NAMES:
+            s = raw.get(split_name)
+            if s is not None and s.class_names:
+                class_names = check_class_names(s.class_names, f"The {split_name} split's class names")
+                names_source = f"the {split_name} split's classes ({_describe_names_origin(s)})"
+                break
     out: dict[str, SplitData] = {}
     n_classes_seen = []
     for name in SPLIT_NAMES:
         s = raw.get(name)
         if s is None:
             continue
-        if s.class_names and class_names and list(s.class_names) != list(class_names):
+        if s.layout is not None and not isinstance(s.layout, str):
+            raise InvalidInputError(f"The {name} split's layout must be one of NHWC, NCHW, NHW or tabular, got {s.layout!r}.")
+        if s.class_names and class_names and list(map(str, s.class_names)) != list(class_names):
             raise InvalidInputError(
-                f"The {name} split's classes {s.class_names[:10]} differ from the other inputs' classes {class_names[:10]}."
+                f"The {name} split's classes {_shorten(list(map(str, s.class_names)))} differ from {names_source} "
+                f"{_shorten(class_names)}."
             )
-        n = s.n_samples
-        if n == 0:
-            raise InvalidInputError(f"The {name} split is empty: it has no samples.")
-        lengths = {k: len(v) for k, v in (("x", s.x), ("y", s.y), ("probs", s.probs), ("logits", s.logits)) if v is not None}
+        fields = {
+            k: _field_array(v, k, name)
+            for k, v in (("x", s.x), ("y", s.y), ("probs", s.probs), ("logits", s.logits))
+            if v is not None
+        }
+        lengths = {k: len(v) for k, v in fields.items()}
         if len(set(lengths.values())) > 1:
             detail = ", ".join(f"{k} has {v}" for k, v in lengths.items())
             raise InvalidInputError(f"The {name} split's arrays have different numbers of samples ({detail}); they must match.")
+        n = next(iter(lengths.values()), 0)
+        if n == 0:
+            raise InvalidInputError(f"The {name} split is empty: it has no samples.")
+        if "probs" in fields and "logits" in fields:
+            raise InvalidInputError(f"The {name} split has both probs and logits; give one of them.")
         data = SplitData(name=name, n=n, source=s.source, files=s.files, corrupt_files=list(s.corrupt_files))
-        if s.x is not None:
-            x = s.x if isinstance(s.x, np.ndarray) else np.asarray(s.x)
+        if "x" in fields:
+            x = fields["x"]
             if x.dtype.kind not in "biuf":
                 raise InvalidInputError(f"The {name} split's x must be numeric, got dtype {x.dtype}.")
             data.layout = infer_layout(x.shape, f"The {name} split's x", s.layout or layout)
             if x.dtype.kind == "f" and x.size and not isinstance(x, np.memmap) and not np.isfinite(x).any():
                 raise InvalidInputError(f"The {name} split's x holds only NaN or infinite values.")
             data.x = x
-        if s.y is not None:
-            data.y, class_names = _labels_to_ids(s.y, f"The {name} split's", class_names)
+        if "y" in fields:
+            had_names = class_names is not None
+            data.y, class_names = _labels_to_ids(fields["y"], f"The {name} split's", class_names)
+            if not had_names and class_names is not None:
+                names_source = f"the {name} split's label values"
             if data.y.size and data.y.min() < 0:
                 raise InvalidInputError(f"The {name} split's labels include {int(data.y.min())}; class ids start at 0.")
-        values, kind = (s.logits, "logits") if s.logits is not None else (s.probs, "probs")
-        if values is not None:
-            data.probs, data.prediction_kind = predictions_to_probs(values, f"The {name} split's {kind}", kind, n)
+        kind = "logits" if "logits" in fields else "probs"
+        if kind in fields:
+            data.probs, data.prediction_kind = predictions_to_probs(fields[kind], f"The {name} split's {kind}", kind, n)
             data.prediction_source = "given"
             n_classes_seen.append((name, data.probs.shape[1]))
         if data.y is None and data.probs is None and data.x is None:
@@ -232,12 +373,24 @@ def prepare_splits(splits: dict, class_names=None, layout: str | None = None) ->
     n_classes = ks.pop() if ks else None
     if class_names is not None:
         if n_classes is not None and n_classes != len(class_names):
+            origin = "were given" if names_source == "the given class names" else f"come from {names_source}"
             raise InvalidInputError(
-                f"The predictions have {n_classes} columns but {len(class_names)} class names were given; they must match."
+                f"The predictions have {n_classes} columns but {len(class_names)} class names {origin} "
+                f"{_shorten(class_names, 5)}; they must match."
             )
         n_classes = len(class_names)
-    max_label = max((int(d.y.max()) for d in out.values() if d.y is not None and d.y.size), default=-1)
+    labelled = [d for d in out.values() if d.y is not None and d.y.size]
+    max_label = max((int(d.y.max()) for d in labelled), default=-1)
     if n_classes is None:
+        n_labels = sum(d.n for d in labelled)
+        limit = max_label_without_predictions(n_labels)
+        if max_label > limit:
+            worst = next(d for d in labelled if int(d.y.max()) == max_label)
+            raise InvalidInputError(
+                f"The {worst.name} split's labels include {max_label}, which would make {max_label + 1:,} classes for "
+                f"{n_labels:,} labelled samples (class ids run from 0 to n_classes - 1, at most {limit:,} without "
+                "predictions); renumber the labels, or give the predictions or the class names."
+            )
         n_classes = max(max_label + 1, 2)
     for d in out.values():
         if d.y is not None and d.y.size and d.y.max() >= n_classes:
@@ -247,3 +400,11 @@ def prepare_splits(splits: dict, class_names=None, layout: str | None = None) ->
     if class_names is None:
         class_names = [str(k) for k in range(n_classes)]
     return out, class_names
+
+
+def _describe_names_origin(s: Split) -> str:
+    if s.files is not None:
+        return "its folder names"
+    if s.source and str(s.source).lower().endswith((".csv", ".parquet")):
+        return "its prob_<name>/logit_<name> columns"
+    return "its class_names"
