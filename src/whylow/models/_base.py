@@ -11,6 +11,7 @@ batching with padding, the progress bar, turning outputs into a float64
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -94,6 +95,28 @@ def to_numpy_output(out: Any) -> np.ndarray:
     elif hasattr(out, "numpy") and not isinstance(out, np.ndarray):  # tf / jax arrays
         out = out.numpy()
     return np.asarray(out)
+
+
+_EXC_PREFIX = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Warning|Exit)\b:")
+
+
+def last_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and the last non-empty line of its message.
+
+    Framework errors (a TorchScript interpreter failure, an onnxruntime
+    status) carry tracebacks and source excerpts in their message; the last
+    line is the error itself.
+
+    >>> last_line(RuntimeError("The following operation failed\\n  File x\\nRuntimeError: shapes (4x64) and (16x10)"))
+    'RuntimeError: shapes (4x64) and (16x10)'
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    if not _EXC_PREFIX.match(text):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
 
 
 def _fmt_shape(shape: tuple[int | None, ...]) -> str:
@@ -258,7 +281,7 @@ class Predictor:
         except Exception as exc:
             raise InvalidInputError(
                 f"The {self.kind} model failed on a batch of shape {tuple(xb.shape)} {xb.dtype} "
-                f"({self.input_layout or self.data_layout or 'as given'}): {type(exc).__name__}: {exc}"
+                f"({self.input_layout or self.data_layout or 'as given'}): {last_line(exc)}"
             ) from exc
         out = to_numpy_output(raw)
         if out.dtype.kind not in "biuf":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,10 +124,19 @@ def load_model(path: str | os.PathLike, *, data_layout: str | None = None) -> Pr
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidInputError(f"The model path must be a string or path, got {type(path).__name__}.")
     path = Path(path)
-    if not path.exists():
-        raise InvalidInputError(f"The model file {path} does not exist; check the path.")
-    if not path.is_file():
-        raise InvalidInputError(f"The model path {path} is not a file; give the model file itself.")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InvalidInputError(f"The model file {str(path)!r} does not exist; check the path.") from None
+    except OSError as exc:
+        raise InvalidInputError(f"The model file {str(path)!r} cannot be read ({exc.strerror or exc}).") from None
+    if not stat.S_ISREG(st.st_mode):
+        from whylow.inputs.files import file_kind
+
+        link = f" (a link to {os.path.realpath(path)!r})" if path.is_symlink() else ""
+        raise InvalidInputError(
+            f"The model path {str(path)!r} is {file_kind(st.st_mode)}{link}, not a regular file; give the model file itself."
+        )
     ext = path.suffix.lower()
     if ext in _TORCH_EXTENSIONS:
         from whylow.models._torch import TorchPredictor
