@@ -45,6 +45,7 @@ __all__ = sorted(
         "baselines",
         "bootstrap_ci",
         "brier_score",
+        "confusion_cells",
         "confusion_matrix",
         "ece",
         "log_loss",
@@ -250,7 +251,11 @@ def accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
     return float(np.count_nonzero(pred == y_true) / y_true.shape[0])
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+#: Above this many K×K cells, K×K state (the accumulator's confusion matrix) is kept sparse.
+DENSE_CELLS = 2**22
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, sparse: bool = False) -> np.ndarray:
     """Confusion matrix with true classes as rows.
 
     Parameters
@@ -261,6 +266,10 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
         Predicted class ids in ``[0, n_classes)``.
     n_classes : int
         Number of classes K.
+    sparse : bool, default False
+        Return a ``scipy.sparse.csr_array`` holding only the non-zero cells
+        (at most n_samples of them): memory O(N) instead of O(K²), for many
+        classes (20,000 classes are 3.2 GB dense).
 
     Returns
     -------
@@ -275,12 +284,37 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 0, 1]), 2)
     array([[1, 0],
            [1, 1]])
+    >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 0, 1]), 2, sparse=True).toarray()
+    array([[1, 0],
+           [1, 1]])
     """
     k = int(n_classes)
-    y_true = np.asarray(y_true, dtype=np.intp)
-    y_pred = np.asarray(y_pred, dtype=np.intp)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if sparse:
+        from scipy import sparse as sp
+
+        cells, counts = np.unique(y_true * k + y_pred, return_counts=True)
+        rows, cols = np.divmod(cells, k)
+        return sp.csr_array((counts.astype(np.int64), (rows, cols)), shape=(k, k))
     flat = np.bincount(y_true * k + y_pred, minlength=k * k)
     return flat.reshape(k, k).astype(np.int64, copy=False)
+
+
+def confusion_cells(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, list[int]]:
+    """The non-zero cells of the confusion matrix as plain lists: ``n_classes``, ``true``, ``predicted``, ``count``.
+
+    The JSON-ready form of a confusion matrix with many classes (memory O(N), not O(K²)).
+
+    Examples
+    --------
+    >>> confusion_cells(np.array([0, 1, 1]), np.array([0, 0, 1]), 2)
+    {'n_classes': 2, 'true': [0, 1, 1], 'predicted': [0, 0, 1], 'count': [1, 1, 1]}
+    """
+    k = int(n_classes)
+    cells, counts = np.unique(np.asarray(y_true, dtype=np.int64) * k + np.asarray(y_pred, dtype=np.int64), return_counts=True)
+    rows, cols = np.divmod(cells, k)
+    return {"n_classes": k, "true": rows.tolist(), "predicted": cols.tolist(), "count": counts.tolist()}
 
 
 def per_class_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -1231,6 +1265,8 @@ class CalibrationAccumulator:
     ----------
     n_samples : int
     confusion : ndarray of shape (n_classes, n_classes), int64
+        A ``scipy.sparse.csr_array`` above ``DENSE_CELLS`` cells (about 2,000
+        classes), so many classes cost memory O(samples), not O(K²).
     true_prob_sum : ndarray of shape (n_classes,)
     bin_count : ndarray of shape (n_bins,), int64
     bin_conf_sum, bin_correct_sum : ndarray of shape (n_bins,)
@@ -1258,7 +1294,13 @@ class CalibrationAccumulator:
         self.n_bins = _check_n_bins(n_bins)
         self.eps = _check_eps(eps)
         self.n_samples = 0
-        self.confusion = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
+        self._sparse = self.n_classes * self.n_classes > DENSE_CELLS
+        if self._sparse:  # many classes: only the non-zero cells (at most n_samples)
+            from scipy import sparse
+
+            self.confusion = sparse.csr_array((self.n_classes, self.n_classes), dtype=np.int64)
+        else:
+            self.confusion = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
         self.true_prob_sum = np.zeros(self.n_classes)
         self.nll_sum = 0.0
         self.brier_sum = 0.0
@@ -1291,7 +1333,10 @@ class CalibrationAccumulator:
         correct = (pred == y_true).astype(np.float64)
         p_true = _true_prob(y_true, probs)
         self.n_samples += probs.shape[0]
-        self.confusion += confusion_matrix(y_true, pred, self.n_classes)
+        if self._sparse:
+            self.confusion = self.confusion + confusion_matrix(y_true, pred, self.n_classes, sparse=True)
+        else:
+            self.confusion += confusion_matrix(y_true, pred, self.n_classes)
         self.true_prob_sum += np.bincount(y_true, weights=p_true, minlength=self.n_classes)
         self.nll_sum += float(np.sum(_nll(p_true, self.eps)))
         self.brier_sum += float(np.sum(_brier_rows(probs, p_true)))
@@ -1319,7 +1364,7 @@ class CalibrationAccumulator:
                 f"({self.n_classes}, {self.n_bins}, {self.eps}); got {other!r}."
             )
         self.n_samples += other.n_samples
-        self.confusion += other.confusion
+        self.confusion = self.confusion + other.confusion
         self.true_prob_sum += other.true_prob_sum
         self.nll_sum += other.nll_sum
         self.brier_sum += other.brier_sum
@@ -1346,8 +1391,8 @@ class CalibrationAccumulator:
             Same keys and meaning as `summary`.
         """
         n = self._require_samples()
-        tp = np.diag(self.confusion)
-        support = self.confusion.sum(axis=1)
+        tp = self.confusion.diagonal()
+        support = np.asarray(self.confusion.sum(axis=1)).ravel()
         return {
             "accuracy": float(tp.sum() / n),
             "balanced_accuracy": _balanced_accuracy_from_counts(tp, support),
@@ -1367,9 +1412,9 @@ class CalibrationAccumulator:
             Same keys and meaning as `per_class_metrics`.
         """
         self._require_samples()
-        tp = np.diag(self.confusion).astype(np.float64)
-        support = self.confusion.sum(axis=1)
-        predicted = self.confusion.sum(axis=0)
+        tp = self.confusion.diagonal().astype(np.float64)
+        support = np.asarray(self.confusion.sum(axis=1)).ravel()
+        predicted = np.asarray(self.confusion.sum(axis=0)).ravel()
         with np.errstate(divide="ignore", invalid="ignore"):
             precision = np.where(predicted > 0, tp / predicted, 0.0)
             recall = np.where(support > 0, tp / support, 0.0)
