@@ -4,11 +4,38 @@ from __future__ import annotations
 
 from whylow.report.text import format_value
 
-__all__ = ["render_markdown"]
+__all__ = ["escape_markdown", "render_markdown"]
+
+
+#: Characters with a meaning in (GitHub-flavoured) Markdown inside a line: backslash-escaped.
+_MD_SPECIAL = set("\\`*_[]|#~")
+#: Characters that start HTML (tags, entities): written as entities so no viewer renders user strings as HTML.
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def escape_markdown(text) -> str:
+    """A user string made inert in Markdown: HTML and Markdown control characters escaped, on one line.
+
+    >>> escape_markdown("<img src=x onerror=alert(1)> *cat* | [a](b)")
+    '&lt;img src=x onerror=alert(1)&gt; \\\\*cat\\\\* \\\\| \\\\[a\\\\](b)'
+    """
+    out = []
+    for ch in str(text):
+        if ch in _HTML:
+            out.append(_HTML[ch])
+        elif ch in _MD_SPECIAL:
+            out.append("\\" + ch)
+        elif ch in "\r\n\t\v\f":
+            out.append(" ")
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"&#{ord(ch)};" if ch != "\x00" else "")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return escape_markdown(text)
 
 
 def render_markdown(report) -> str:
