@@ -17,7 +17,8 @@ titles, evidence) is escaped by Jinja's autoescape; only the SVG produced by
 
 Artifacts read (``report.artifacts[group][key]``):
 
-- ``core``: ``confusion_matrix`` (K×K counts, rows true), ``confidence_hist:<split>``
+- ``core``: ``confusion_matrix`` (K×K counts, rows true; past 200 classes ``confusion_cells``:
+  ``{n_classes, true, predicted, count}`` of the non-zero cells), ``confidence_hist:<split>``
   (``{bin_edges, count_correct, count_wrong}``), ``class_counts:<split>`` (K counts),
   ``thumbnails`` (``{list name: [{png_base64, label, caption}]}``), ``thumbnails_error``.
 - any group: ``reliability:<split>`` and ``reliability:<split>:<fix>`` (e.g. ``:scaled``;
@@ -297,12 +298,41 @@ def _class_names(report, n: int) -> list[str]:
     return [str(c) for c in names]
 
 
+def _confusion_cells_section(report, cells: dict | None) -> dict | None:
+    """The top-confusions table from the sparse cells kept for many classes (no K×K matrix)."""
+    import numpy as np
+
+    try:
+        k = int(cells["n_classes"])
+        true, pred, count = (np.asarray(cells[key], dtype=np.int64) for key in ("true", "predicted", "count"))
+    except (TypeError, KeyError, ValueError):
+        return None
+    names = _class_names(report, k)
+    support = np.bincount(true, weights=count, minlength=k)
+    off = np.flatnonzero(true != pred)
+    top = off[np.lexsort((off, -count[off]))][:15]
+    if not len(top):
+        return None
+    rows = [
+        [names[true[i]], names[pred[i]], _fmt(int(count[i])), _fmt(float(count[i] / support[true[i]]), "recall")]
+        for i in top
+    ]
+    table = {
+        "caption": "Most frequent confusions (test split)",
+        "columns": ["true class", "predicted as", "count", "share of the true class"],
+        "num_from": 2,
+        "rows": rows,
+    }
+    lead = f"With {k} classes a heatmap is unreadable; the table lists the largest off-diagonal cells."
+    return {"id": "confusion", "title": "Confusions", "lead": lead, "figures": [], "table": table}
+
+
 def _confusion_section(page: _Page, report, groups: dict) -> dict | None:
     from whylow.report import plots
 
     matrix = groups.get("core", {}).get("confusion_matrix")
     if matrix is None:
-        return None
+        return _confusion_cells_section(report, groups.get("core", {}).get("confusion_cells"))
     try:
         cm = plots.confusion_array(matrix)
     except (ValueError, TypeError) as exc:
