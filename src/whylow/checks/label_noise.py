@@ -149,6 +149,10 @@ def _round_preserving_row_totals(m: np.ndarray) -> np.ndarray:
     return out.astype(np.int64)
 
 
+#: Above this many K×K cells the confident joint is built sparse (its non-zeros are at most N + K).
+_DENSE_JOINT_CELLS = 2**22
+
+
 def confident_joint(y_true: np.ndarray, probs: np.ndarray, calibrate: bool = True, chunk: int = 65536) -> np.ndarray:
     """The confident joint ``C[given, true]`` of confident learning.
 
@@ -162,6 +166,9 @@ def confident_joint(y_true: np.ndarray, probs: np.ndarray, calibrate: bool = Tru
     Returns
     -------
     ndarray of int64, shape (n_classes, n_classes)
+        A ``scipy.sparse.csr_array`` when K×K exceeds ``_DENSE_JOINT_CELLS``
+        (20,000 classes would take 3.2 GB dense; the joint has at most N + K
+        non-zeros).
 
     Examples
     --------
@@ -173,15 +180,19 @@ def confident_joint(y_true: np.ndarray, probs: np.ndarray, calibrate: bool = Tru
     """
     k = probs.shape[1]
     t = confident_thresholds(y_true, probs)
-    cj = np.zeros(k * k, dtype=np.int64)
-    for i in range(0, len(y_true), chunk):
-        p = probs[i : i + chunk]
+    rows_per_chunk = max(1, min(chunk, 2**24 // max(k, 1)))  # the boolean mask below stays under 16 MB
+    codes = []
+    for i in range(0, len(y_true), rows_per_chunk):
+        p = probs[i : i + rows_per_chunk]
         above = p >= t - 1e-6
         n_above = above.sum(axis=1)
         guess = np.where(n_above > 1, p.argmax(axis=1), above.argmax(axis=1))
         ok = n_above > 0
-        cj += np.bincount(y_true[i : i + chunk][ok] * k + guess[ok], minlength=k * k)
-    cj = cj.reshape(k, k)
+        codes.append(y_true[i : i + rows_per_chunk][ok].astype(np.int64) * k + guess[ok])
+    codes = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
+    if k * k > _DENSE_JOINT_CELLS:
+        return _sparse_confident_joint(codes, y_true, k, calibrate)
+    cj = np.bincount(codes, minlength=k * k).astype(np.int64).reshape(k, k)
     np.fill_diagonal(cj, np.maximum(np.diag(cj), 1))
     if not calibrate:
         return cj
@@ -191,10 +202,48 @@ def confident_joint(y_true: np.ndarray, probs: np.ndarray, calibrate: bool = Tru
     return _round_preserving_row_totals(cal)
 
 
+def _sparse_confident_joint(codes: np.ndarray, y_true: np.ndarray, k: int, calibrate: bool):
+    """`confident_joint` for many classes, on the non-zero cells only (same rules, CSR result)."""
+    from scipy import sparse
+
+    cells, counts_of = np.unique(codes, return_counts=True)
+    r, c = np.divmod(cells, k)
+    on_diag = r == c
+    diag = np.zeros(k, dtype=np.int64)
+    diag[r[on_diag]] = counts_of[on_diag]
+    rows = np.concatenate([r[~on_diag], np.arange(k)])
+    cols = np.concatenate([c[~on_diag], np.arange(k)])
+    vals = np.concatenate([counts_of[~on_diag], np.maximum(diag, 1)]).astype(np.float64)
+    order = np.lexsort((cols, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    if calibrate:
+        counts = np.bincount(y_true, minlength=k).astype(np.float64)
+        row_sums = np.bincount(rows, weights=vals, minlength=k)
+        vals = vals / np.maximum(row_sums[rows], 1e-100) * counts[rows]
+        vals = vals / max(vals.sum(), 1e-100) * counts.sum()
+        out = np.round(vals)
+        target = np.round(np.bincount(rows, weights=vals, minlength=k))
+        starts = np.searchsorted(rows, np.arange(k + 1))
+        for row in np.flatnonzero(np.abs(np.bincount(rows, weights=out, minlength=k) - target) > 1e-6):
+            a, b = starts[row], starts[row + 1]
+            m, o = vals[a:b], out[a:b]
+            while abs(o.sum() - target[row]) > 1e-6:
+                diff = target[row] - o.sum()
+                step = 1 if diff > 0 else -1
+                changes = min(int(abs(round(diff))), len(m))
+                idx = np.argsort(m - o)[::-step][:changes]
+                o[idx] += step
+            out[a:b] = o
+        vals = out
+    joint = sparse.csr_array((vals.astype(np.int64), (rows, cols)), shape=(k, k))
+    joint.eliminate_zeros()
+    return joint
+
+
 def estimate_noise_rate(joint: np.ndarray) -> float:
     """Estimated fraction of wrong labels: the off-diagonal mass of a calibrated confident joint."""
     total = joint.sum()
-    return float(1.0 - np.trace(joint) / total) if total > 0 else 0.0
+    return float(1.0 - joint.diagonal().sum() / total) if total > 0 else 0.0
 
 
 def find_label_issues(y_true: np.ndarray, probs: np.ndarray, joint: np.ndarray | None = None) -> np.ndarray:
@@ -206,7 +255,7 @@ def find_label_issues(y_true: np.ndarray, probs: np.ndarray, joint: np.ndarray |
         Given labels.
     probs : ndarray of shape (n_samples, n_classes)
         Out-of-sample predicted probabilities.
-    joint : ndarray of shape (n_classes, n_classes), optional
+    joint : ndarray or sparse array of shape (n_classes, n_classes), optional
         A calibrated confident joint (computed when omitted).
 
     Returns
@@ -219,15 +268,21 @@ def find_label_issues(y_true: np.ndarray, probs: np.ndarray, joint: np.ndarray |
     if joint is None:
         joint = confident_joint(y_true, probs)
     flagged = np.zeros(len(y_true), dtype=bool)
-    members_of = [np.flatnonzero(y_true == c) for c in range(k)]
-    rows, cols = np.nonzero(joint)
-    for i, j in zip(rows, cols):
-        if i == j:
+    by_class = np.argsort(y_true, kind="stable")  # members of class c, ascending: by_class[starts[c]:starts[c + 1]]
+    starts = np.searchsorted(y_true[by_class], np.arange(k + 1))
+    if hasattr(joint, "tocoo"):  # sparse (many classes)
+        coo = joint.tocoo()
+        rows, cols, vals = coo.row, coo.col, coo.data
+    else:
+        rows, cols = np.nonzero(joint)
+        vals = joint[rows, cols]
+    for i, j, v in zip(rows, cols, vals):
+        if i == j or v == 0:
             continue
-        members = members_of[i]
+        members = by_class[starts[i] : starts[i + 1]]
         if len(members) <= 1:
             continue
-        n_prune = int(min(joint[i, j], len(members) - 1))
+        n_prune = int(min(v, len(members) - 1))
         margin = probs[members, j] - probs[members, i]
         if n_prune >= len(members):
             top = np.arange(len(members))
