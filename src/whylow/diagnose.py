@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -13,7 +12,10 @@ from whylow.checks import registered_checks, skip_reason
 from whylow.context import Context
 from whylow.errors import InvalidInputError
 from whylow.inputs import as_split, prepare_splits
+from whylow.inputs.files import as_path, limits_scope, load_json
 from whylow.inputs.loaders import load_class_names
+from whylow.inputs.options import validate_options
+from whylow.inputs.prepare import check_class_names
 from whylow.report import CheckStatus, Report, rank_findings
 
 __all__ = ["diagnose", "load_history"]
@@ -22,38 +24,91 @@ __all__ = ["diagnose", "load_history"]
 def load_history(history) -> dict[str, list[float]] | None:
     """Validate a training history: a Keras ``History``, a dict of per-epoch lists, or a JSON file path.
 
-    NaN and infinite values are kept: they are evidence of divergence.
+    NaN and infinite values are kept: they are evidence of divergence. A file
+    is read within the current `whylow.inputs.files.Limits` (regular files
+    only, bounded size, JSON depth and number length; UTF-8 with or without a
+    byte-order mark).
     """
     if history is None:
         return None
     if hasattr(history, "history") and isinstance(history.history, dict):
         history = history.history
-    if isinstance(history, (str, Path)):
-        path = Path(history)
-        if not path.is_file():
-            raise InvalidInputError(f"The history file {str(path)!r} does not exist.")
-        try:
-            history = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInputError(f"The history file {str(path)!r} is not valid JSON ({exc}).") from None
-    if not isinstance(history, dict):
+    if isinstance(history, (str, bytes)) or hasattr(history, "__fspath__"):
+        path = as_path(history, "The history file")
+        history = load_json(path, "The history file")
+        where = f"The history file {str(path)!r}"
+        inside = f"In the history file {str(path)!r}, "
+    else:
+        where = "The training history"
+        inside = "In the training history, "
+    if not isinstance(history, Mapping):
         raise InvalidInputError(
-            f"The training history must be a dict of per-epoch lists such as {{'loss': [...], 'val_loss': [...]}}, "
+            f"{where} must be a dict of per-epoch lists such as {{'loss': [...], 'val_loss': [...]}}, "
             f"got {type(history).__name__}."
         )
     clean = {}
     for key, values in history.items():
-        if not isinstance(values, (list, tuple, np.ndarray)):
-            raise InvalidInputError(f"The training history's {key!r} must be a list of per-epoch numbers, got {type(values).__name__}.")
-        try:
-            arr = [float("nan") if v is None else float(v) for v in values]
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"The training history's {key!r} holds values that are not numbers.") from None
-        clean[str(key)] = arr
+        if not isinstance(key, str):
+            raise InvalidInputError(f"{where} has the key {_short(key)}; keys are metric names such as 'loss'.")
+        if isinstance(values, np.ndarray):
+            if values.ndim != 1:
+                raise InvalidInputError(f"{inside}{key!r} must be a flat list of per-epoch numbers, got shape {values.shape}.")
+            values = values.tolist()
+        if not isinstance(values, (list, tuple)):
+            raise InvalidInputError(f"{inside}{key!r} must be a list of per-epoch numbers, got {type(values).__name__}.")
+        arr = []
+        for epoch, v in enumerate(values):
+            if isinstance(v, np.generic):
+                v = v.item()
+            if v is None:
+                arr.append(float("nan"))
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InvalidInputError(f"{inside}{key!r} holds {_short(v)} at epoch {epoch}, which is not a number.")
+            try:
+                arr.append(float(v))
+            except OverflowError:
+                raise InvalidInputError(
+                    f"{inside}{key!r} holds a number too large for a float at epoch {epoch} ({len(str(v))} digits)."
+                ) from None
+        clean[key] = arr
     lengths = {len(v) for v in clean.values()}
     if not clean or lengths == {0}:
-        raise InvalidInputError("The training history is empty: it has no per-epoch values.")
+        raise InvalidInputError(f"{where} is empty: it has no per-epoch values.")
     return clean
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """``seed`` as an int in [0, 2**32 - 1], or an InvalidInputError naming ``what``."""
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidInputError(f"{what} must be an integer from 0 to {_SEED_MAX}, got {_short(seed)} ({type(seed).__name__}).")
+    if not 0 <= seed <= _SEED_MAX:
+        raise InvalidInputError(f"{what} must be an integer from 0 to {_SEED_MAX}, got {_short(seed)}.")
+    return seed
+
+
+def _check_arguments(class_names, layout, options, seed, progress):
+    """Validate diagnose()'s plain arguments before any input is read; returns them cleaned."""
+    seed = check_seed(seed)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise InvalidInputError(f"progress must be True or False, got {_short(progress)}.")
+    if layout is not None:
+        if not isinstance(layout, str) or layout.upper() not in ("NHWC", "NCHW", "NHW", "TABULAR"):
+            raise InvalidInputError(f"layout must be one of 'NHWC', 'NCHW', 'NHW' or 'tabular', got {_short(layout)}.")
+    thresholds, limits = validate_options(options)
+    if class_names is not None and not (isinstance(class_names, (str, bytes)) or hasattr(class_names, "__fspath__")):
+        class_names = check_class_names(class_names)
+    return class_names, layout, thresholds, limits, seed, bool(progress)
 
 
 def _model_predictor(model, layout):
@@ -63,8 +118,8 @@ def _model_predictor(model, layout):
 
     layout = None if layout == "tabular" else layout  # adapters take None for N×D features
 
-    if isinstance(model, (str, Path)):
-        return load_model(model, data_layout=layout)
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        return load_model(as_path(model, "The model file"), data_layout=layout)
     return as_predictor(model, data_layout=layout)
 
 
@@ -117,6 +172,10 @@ def _metrics_section(ctx: Context) -> tuple[dict, list, dict, dict]:
     return summary, per_class, intervals, baselines
 
 
+#: Up to this many classes the report keeps the dense confusion matrix (its heatmap is drawn up to 200).
+_DENSE_CONFUSION_CLASSES = 200
+
+
 def _core_artifacts(ctx: Context) -> dict:
     """Data behind the report's own plots: confusion matrix, confidence histograms, class counts, thumbnails."""
     from whylow.report.thumbnails import collect_thumbnails
@@ -136,7 +195,10 @@ def _core_artifacts(ctx: Context) -> dict:
             }
     test = ctx.test
     if test.probs is not None and test.y is not None:
-        art["confusion_matrix"] = metrics.confusion_matrix(test.y, test.y_pred, ctx.n_classes).tolist()
+        if ctx.n_classes <= _DENSE_CONFUSION_CLASSES:
+            art["confusion_matrix"] = metrics.confusion_matrix(test.y, test.y_pred, ctx.n_classes).tolist()
+        else:  # K×K would not fit (20,000 classes: 400 million cells); the report only lists the top confusions
+            art["confusion_cells"] = metrics.confusion_cells(test.y, test.y_pred, ctx.n_classes)
     try:
         art["thumbnails"] = collect_thumbnails(ctx)
     except Exception as exc:  # noqa: BLE001 - thumbnails are decoration; never fail a diagnosis for them
@@ -173,9 +235,12 @@ def diagnose(
     layout : {"NHWC", "NCHW", "NHW", "tabular"}, optional
         Layout of ``x`` when its shape is ambiguous.
     options : dict, optional
-        Threshold overrides, ``{"<check>.<threshold>": value}``.
+        Threshold overrides, ``{"<check>.<threshold>": value}``, and reading
+        limits, ``{"limits.<name>": value}`` (see `whylow.inputs.files.Limits`).
+        Unknown names and values of the wrong type or range raise
+        `InvalidInputError` (with "did you mean").
     seed : int
-        Seed for bootstrap, cross-fitting and proxies; the same seed gives the same report.
+        Seed for bootstrap, cross-fitting and proxies, 0 to 2**32 - 1; the same seed gives the same report.
     progress : bool
         Show a progress bar while running the model.
 
@@ -193,19 +258,21 @@ def diagnose(
     >>> report.summary["accuracy"]
     1.0
     """
-    if isinstance(class_names, (str, Path)):
-        class_names = load_class_names(class_names)
-    raw = {name: as_split(value, name) for name, value in (("train", train), ("val", val), ("test", test))}
-    splits, names = prepare_splits(raw, class_names=class_names, layout=layout)
-    ctx = Context(
-        splits=splits,
-        n_classes=len(names),
-        class_names=names,
-        model=_model_predictor(model, splits["test"].layout),
-        history=load_history(history),
-        options=dict(options or {}),
-        seed=seed,
-    )
+    class_names, layout, thresholds, limits, seed, progress = _check_arguments(class_names, layout, options, seed, progress)
+    with limits_scope(limits):
+        if class_names is not None and (isinstance(class_names, (str, bytes)) or hasattr(class_names, "__fspath__")):
+            class_names = load_class_names(as_path(class_names, "The class-names file"))
+        raw = {name: as_split(value, name) for name, value in (("train", train), ("val", val), ("test", test))}
+        splits, names = prepare_splits(raw, class_names=class_names, layout=layout)
+        ctx = Context(
+            splits=splits,
+            n_classes=len(names),
+            class_names=names,
+            model=_model_predictor(model, splits["test"].layout),
+            history=load_history(history),
+            options=thresholds,
+            seed=seed,
+        )
     _fill_predictions(ctx, progress)
     if len(ctx.class_names) != ctx.n_classes:
         ctx.class_names = [str(k) for k in range(ctx.n_classes)]
