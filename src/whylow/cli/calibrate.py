@@ -103,17 +103,23 @@ def calibrate_command(
     out: Path = typer.Option(..., "--out", help="Write the fitted calibrator here as JSON."),
     test: Optional[Path] = typer.Option(None, "--test", help="Labelled split to measure before/after on (default: cross-fit on --val)."),
     method: Method = typer.Option(Method.temperature, "--method", help="temperature (one T) or vector (scale and bias per class)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the cross-fitting halves and of fitting subsets."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the cross-fitting halves and of fitting subsets (0 to 4294967295)."),
+    option: Optional[list[str]] = typer.Option(
+        None, "--option", metavar="limits.NAME=VALUE", help="Raise a reading limit, e.g. limits.max_csv_field=1000000; repeatable."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; only write --out."),
 ):
     """Fit temperature (or vector) scaling on validation predictions, save it as JSON, and show the gain."""
-    out_resolved = out.resolve()
-    for p in (val, test):
-        if p is not None and p.exists() and p.resolve() == out_resolved:
-            fail(f"--out {str(out)!r} is one of the input files; choose another path so the input is not overwritten.")
-    if out.exists() and out.is_dir():
-        fail(f"--out {str(out)!r} is a directory; give a file path such as calibrator.json.")
-    calibrator, m = fit_and_measure(val, test, method.value, seed)
+    from whylow.cli.diagnose import check_seed_option
+    from whylow.inputs.files import limits_scope
+    from whylow.inputs.options import parse_option_args
+    from whylow.report.report import check_outputs
+
+    seed = check_seed_option(seed)
+    _, limits = parse_option_args(option, only=("limits",))
+    check_outputs({"--out": out}, {"--val": val, "--test": test})
+    with limits_scope(limits):
+        calibrator, m = fit_and_measure(val, test, method.value, seed)
     calibrator.save(out)
     if quiet:
         return

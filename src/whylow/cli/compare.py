@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -46,13 +47,48 @@ def compare_command(
     bins: int = typer.Option(10, "--bins", help="Number of histogram bins over [0, 1]."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON here."),
     markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write the comparison as Markdown here."),
+    option: Optional[list[str]] = typer.Option(
+        None, "--option", metavar="limits.NAME=VALUE", help="Raise a reading limit, e.g. limits.max_csv_field=1000000; repeatable."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; only write the files."),
 ):
     """Compare models (or their predictions) on the same data: metrics, confidence distributions, tests."""
+    from whylow.cli.diagnose import check_seed_option
     from whylow.compare import compare, scenario_models
+    from whylow.inputs.files import limits_scope
+    from whylow.inputs.options import parse_option_args
+    from whylow.report.report import check_outputs
 
     models = list(model or [])
     predictions = list(preds or [])
+    seed = check_seed_option(seed)
+    if bins < 1 or bins > 10_000:
+        fail(f"--bins must be from 1 to 10000, got {bins}.")
+    _, limits = parse_option_args(option, only=("limits",))
+    inputs = {"--test": test, "--class-names": class_names}
+    inputs.update({f"--model {str(m)!r}": m for m in models})
+    inputs.update({f"--preds {str(p)!r}": p for p in predictions})
+    check_outputs({"--json": json_path, "--markdown": markdown_path}, inputs)
+    with limits_scope(limits):
+        comparison = _run_compare(test, models, predictions, name, scenario, seed, class_names, layout, bins, quiet)
+    if not quiet:
+        from rich.console import Console
+
+        console = Console()
+        for part in comparison.renderables():
+            console.print(part)
+    for path, text in ((json_path, comparison.to_json), (markdown_path, comparison.to_markdown)):
+        if path is not None:
+            from whylow.report.report import write_atomic
+
+            write_atomic(path, text() + ("\n" if path == json_path else ""))
+            if not quiet:
+                typer.echo(f"wrote {path}")
+
+
+def _run_compare(test, models, predictions, name, scenario, seed, class_names, layout, bins, quiet):
+    from whylow.compare import compare, scenario_models
+
     try:
         if scenario is not None:
             if models or predictions or test is not None:
@@ -80,7 +116,7 @@ def compare_command(
             if models and test is None:
                 fail("--model needs --test with inputs x to run the models on.")
             for path in sources:
-                if not path.exists():
+                if not os.path.lexists(path):
                     fail(f"The file {str(path)!r} does not exist.")
             if name:
                 if len(name) != len(sources):
@@ -100,16 +136,4 @@ def compare_command(
             )
     except (InvalidInputError, MissingDependencyError) as exc:
         fail(str(exc))
-    if not quiet:
-        from rich.console import Console
-
-        console = Console()
-        for part in comparison.renderables():
-            console.print(part)
-    for path, text in ((json_path, comparison.to_json), (markdown_path, comparison.to_markdown)):
-        if path is not None:
-            from whylow.report.report import write_atomic
-
-            write_atomic(path, text() + ("\n" if path == json_path else ""))
-            if not quiet:
-                typer.echo(f"wrote {path}")
+    return comparison

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -176,7 +177,19 @@ def demo_command(
     name = scenario or DEFAULT_SCENARIO
     known = [s.name for s in specs]
     if name not in known:
-        fail(f"Unknown scenario {name!r}; the scenarios are: {', '.join(known)} (see whylow demo --list).")
+        import difflib
+
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        fail(f"Unknown scenario {name!r}{hint}; the scenarios are: {', '.join(known)} (see whylow demo --list).")
+    from whylow.cli.diagnose import check_seed_option
+    from whylow.inputs.files import file_kind
+    from whylow.report.report import check_output_path
+
+    seed = check_seed_option(seed)
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out {str(out)!r} is {file_kind(os.stat(out).st_mode)}; give a folder for the report files.")
+    check_output_path(out / "report.json", "The --out folder's report")
     single_thread_torch()
     try:
         result = run_demo(name, out, seed=seed, html=html, markdown=markdown, quiet=quiet)

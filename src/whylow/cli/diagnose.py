@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from whylow.cli import app
+from whylow.cli import app, fail
 
 __all__ = ["diagnose_command", "write_outputs"]
 
@@ -19,7 +19,7 @@ class FailOn(str, Enum):
 
 
 def write_outputs(report, json_path=None, markdown_path=None, html_path=None, quiet=False) -> None:
-    """Print the terminal report and write the requested files (atomically)."""
+    """Print the terminal report and write the requested files (atomically; pipes and devices in place)."""
     from rich.console import Console
 
     from whylow.report.text import print_report
@@ -33,6 +33,26 @@ def write_outputs(report, json_path=None, markdown_path=None, html_path=None, qu
                 typer.echo(f"wrote {path}")
 
 
+def check_seed_option(seed: int) -> int:
+    """``--seed`` within 0 .. 2**32 - 1, or exit 2 with the sentence."""
+    from whylow.diagnose import check_seed
+    from whylow.errors import InvalidInputError
+
+    try:
+        return check_seed(seed, "--seed")
+    except InvalidInputError as exc:
+        fail(str(exc))
+
+
+def html_unavailable() -> str | None:
+    """None when the HTML renderer can be imported, else why not (the install line)."""
+    try:
+        import whylow.report.html  # noqa: F401
+    except ImportError as exc:  # MissingDependencyError is an ImportError too
+        return str(exc) or type(exc).__name__
+    return None
+
+
 @app.command("diagnose")
 def diagnose_command(
     test: Path = typer.Option(..., "--test", help="Test split: .npz (x, y, probs|logits), image folder, or .csv/.parquet predictions."),
@@ -42,16 +62,33 @@ def diagnose_command(
     history: Optional[Path] = typer.Option(None, "--history", help="Training history JSON: {'loss': [...], 'val_loss': [...], ...}."),
     class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names: JSON list or one name a line."),
     layout: Optional[str] = typer.Option(None, "--layout", help="Layout of x when ambiguous: NHWC, NCHW, NHW or tabular."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here (a file, or /dev/stdout)."),
     markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown report here."),
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report here."),
     fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 when a finding at or above this severity is found."),
-    seed: int = typer.Option(0, "--seed", help="Seed for bootstrap and cross-fitting."),
+    option: Optional[list[str]] = typer.Option(
+        None,
+        "--option",
+        metavar="NAME=VALUE",
+        help="Override a check threshold (CHECK.THRESHOLD=VALUE, e.g. calibration.min_gap=0.05) or raise a reading "
+        "limit (limits.NAME=VALUE, e.g. limits.max_image_pixels=2e8); repeatable.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for bootstrap and cross-fitting (0 to 4294967295)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; only write files and set the exit code."),
 ):
     """Diagnose why predictions are low and report ranked causes with fixes."""
     from whylow.diagnose import diagnose
+    from whylow.inputs.options import parse_option_args
+    from whylow.report.report import check_outputs
 
+    # everything that can be checked before the work is checked first: a bad output path must not cost a diagnosis
+    seed = check_seed_option(seed)
+    options, limits = parse_option_args(option)
+    inputs = {"--test": test, "--train": train, "--val": val, "--model": model, "--history": history, "--class-names": class_names}
+    check_outputs({"--json": json_path, "--markdown": markdown_path, "--html": html_path}, inputs)
+    if html_path is not None and (reason := html_unavailable()) is not None:
+        fail(f"--html needs the HTML renderer: {reason}")
+    limit_options = {f"limits.{k}": v for k, v in vars(limits).items() if v != getattr(type(limits)(), k)}
     report = diagnose(
         test=test,
         train=train,
@@ -60,6 +97,7 @@ def diagnose_command(
         history=history,
         class_names=class_names,
         layout=layout,
+        options={**options, **limit_options},
         seed=seed,
         progress=not quiet,
     )
