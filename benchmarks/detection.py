@@ -1089,7 +1089,8 @@ def _effect_cell(r: GridResult) -> str:
                 f"at {e['best_threshold']}")
     fit = r.meta.get("fit") or {}
     if "train_accuracy" in fit:
-        return f"train {fit['train_accuracy']:.2f} / val {fit['val_accuracy']:.2f}"
+        temp = f", T {fit['val_temperature']:.2f}" if "val_temperature" in fit else ""
+        return f"train {fit['train_accuracy']:.2f} / val {fit['val_accuracy']:.2f}{temp}"
     return "—"
 
 

@@ -738,14 +738,15 @@ def _assign_tiles(n_tiles: int, wants: list[int], rng) -> list[np.ndarray]:
 def _crop(img: np.ndarray, corner, tile: int, size: int, rng, min_std: float = 0.03, tries: int = 8) -> np.ndarray:
     """A random square crop inside one tile (side 60–100 % of the tile), resized to size×size.
 
-    Crops with almost no texture (standard deviation below ``min_std``) are
-    redrawn up to ``tries`` times.
+    Side and position are continuous (sub-pixel), so two crops are never
+    exact copies. Crops with almost no texture (standard deviation below
+    ``min_std``) are redrawn up to ``tries`` times.
     """
     y0, x0 = corner
     out = None
     for _ in range(tries):
-        side = int(rng.integers(int(0.6 * tile), tile + 1))
-        dy, dx = int(rng.integers(0, tile - side + 1)), int(rng.integers(0, tile - side + 1))
+        side = float(rng.uniform(0.6 * tile, tile))
+        dy, dx = float(rng.uniform(0, tile - side)), float(rng.uniform(0, tile - side))
         out = _resize_float(img, size, box=(x0 + dx, y0 + dy, x0 + dx + side, y0 + dy + side))
         if out.std() >= min_std:
             break
@@ -1217,11 +1218,17 @@ def _build_trained(case: GridCase) -> _Build:
 
 
 def _measure_fit(b: _Build) -> None:
-    """Eval-mode accuracy of the model on the stored training and validation splits, and their gap."""
+    """Eval-mode accuracy on the stored training and validation splits, their gap, and the model's own temperature.
+
+    ``val_temperature`` is the temperature that would calibrate the model on
+    validation data (above 1: overconfident; below 1: underconfident); a
+    healthy case's calibration is whatever early stopping left.
+    """
     layout, arch = b.enc.layout, b.case.arch
     acc = {s: _accuracy(_predict(b.model, b.stored[s], layout, arch), b.y[s]) for s in ("train", "val")}
+    t = _temperature(_logits(b.model, b.stored["val"], layout, arch), b.y["val"])
     b.notes["fit"].update(train_accuracy=round(acc["train"], 4), val_accuracy=round(acc["val"], 4),
-                          gap=round(acc["train"] - acc["val"], 4))
+                          gap=round(acc["train"] - acc["val"], 4), val_temperature=round(t, 3))
 
 
 def _store_and_train(b: _Build) -> None:
@@ -1316,6 +1323,8 @@ def _assemble(b: _Build) -> Scenario:
             kwargs["probs"] = b.probs[s]
         splits[s] = Split(**kwargs)
     b.notes["sizes"] = {s: int(len(b.stored[s])) for s in splits}
+    if "variant" in b.notes:  # an input fault redrawn by its effect gate
+        b.notes["label"] = b.notes["label"].replace(f"/{case.variant} ", f"/{b.notes['variant']} ", 1)
     b.notes["storage"] = {"values": b.enc.value_kind, "layout": b.enc.layout, "model_input": case.model_input,
                           "train_mean": [round(float(v), 4) for v in b.enc.mean],
                           "train_std": [round(float(v), 4) for v in b.enc.std]}
