@@ -43,8 +43,9 @@ Measurements
 
 Judgement: a finding needs property drift or a significant domain
 classifier; its severity comes from its cost: critical when the accuracy it
-explains is at least ``critical_drop`` (5 points) and significant, a
-warning from ``min_cost`` (2 points), info below — a difference the model
+explains is at least ``critical_drop`` (5 points) and significant (or the
+relative log-loss rise it explains ``critical_loss_rise``, 20 %), a warning
+from ``min_cost`` (2 points; or ``min_loss_cost``, 10 % log-loss), info below — a difference the model
 does not mind (8-bit quantisation of float inputs, say) is not a reason for
 low predictions. Without test labels the cost cannot be measured, and only
 a pervasive shift (domain AUC at least ``pervasive_auc``) is a warning.
@@ -113,6 +114,20 @@ def _two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float:
     pool = (k1 + k2) / (n1 + n2)
     se = math.sqrt(max(pool * (1 - pool) * (1 / n1 + 1 / n2), 1e-300))
     return float(norm.sf((p1 - p2) / se))
+
+
+def _welch_greater(a: np.ndarray, b: np.ndarray) -> float:
+    """One-sided Welch t-test p-value that ``a`` has the larger mean (1 when either side is tiny or constant)."""
+    import warnings
+
+    from scipy.stats import ttest_ind
+
+    if min(len(a), len(b)) < 3 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nearly identical losses: the p-value is then near 1 anyway
+        p = float(ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+    return p if math.isfinite(p) else 1.0
 
 
 def _standardise(x: np.ndarray, groups) -> np.ndarray:
@@ -200,6 +215,9 @@ class CovariateShiftCheck(Check):
     critical_drop = 0.05
     #: Accuracy a shift must cost (significantly) to be a warning: about what a user would act on.
     min_cost = 0.02
+    #: Or the relative log-loss rise it must explain (10 %; critical from 20 %, as for a preprocessing fix).
+    min_loss_cost = 0.1
+    critical_loss_rise = 0.2
     max_domain_samples = 4000
     #: Cross-validation folds of the domain classifier (3 halves its cost against 5; the AUC barely moves).
     domain_folds = 3
@@ -286,9 +304,11 @@ class CovariateShiftCheck(Check):
             pervasive = dom is not None and dom["auc"] >= self.threshold(ctx, "pervasive_auc")
             return "warning" if pervasive else "info"
         significant = acc_info.get("drop_p_value", 1.0) < alpha
-        if significant and explained >= self.threshold(ctx, "critical_drop"):
+        loss = acc_info.get("log_loss_rise_explained") or 0.0
+        loss_significant = (acc_info.get("log_loss_p_value") or 1.0) < alpha
+        if significant and explained >= self.threshold(ctx, "critical_drop") or loss_significant and loss >= self.threshold(ctx, "critical_loss_rise"):
             return "critical"
-        if significant and explained >= self.threshold(ctx, "min_cost"):
+        if significant and explained >= self.threshold(ctx, "min_cost") or loss_significant and loss >= self.threshold(ctx, "min_loss_cost"):
             return "warning"
         return "info"
 
@@ -448,7 +468,35 @@ class CovariateShiftCheck(Check):
             info["drop_p_value"] = _r(max(float(info.get("drop_p_value") or 1.0), drop_p), 3)
         if explained is not None:
             info["accuracy_drop_explained"] = _r(explained)
+        self._loss_explained(ctx, dom, feats, probs_test, info)
         return explained, info
+
+    def _loss_explained(self, ctx, dom, feats, probs_test, info: dict) -> None:
+        """The relative log-loss increase the shift explains, measured like the accuracy drop (Welch t-tests).
+
+        Pervasive shift: the validation-to-test increase; otherwise the test log-loss over its most
+        in-distribution third's, capped at the validation-to-test increase.
+        """
+        test, val = ctx.test, ctx.split("val")
+        if val is None or val.y is None or val.probs is None or probs_test.shape[1] != val.probs.shape[1]:
+            return
+        ll_t = -np.log(np.clip(probs_test[np.arange(test.n), test.y], 1e-15, 1.0))
+        ll_v = -np.log(np.clip(val.probs[np.arange(val.n), val.y], 1e-15, 1.0))
+        base = max(float(ll_v.mean()), 1e-12)
+        rise = float(ll_t.mean() - ll_v.mean())
+        p_rise = _welch_greater(ll_t, ll_v)
+        explained, p = rise, p_rise
+        if dom is not None and feats is not None and len(feats[2]) >= 30 and dom["auc"] < self.threshold(ctx, "pervasive_auc"):
+            rows = feats[2]
+            order = np.argsort(dom["scores_tst"], kind="stable")
+            inn = rows[order[: len(order) // 3]]
+            explained = min(rise, float(ll_t.mean() - ll_t[inn].mean()))
+            p_in = _welch_greater(ll_t, ll_t[inn])
+            p = max(p_rise, p_in)
+        info["log_loss_val"] = _r(base, 4)
+        info["log_loss_test"] = _r(float(ll_t.mean()), 4)
+        info["log_loss_rise_explained"] = _r(max(0.0, explained) / base, 4)
+        info["log_loss_p_value"] = _r(p if math.isfinite(p) else 1.0, 3)
 
     # -- words ----------------------------------------------------------------
     def _words(self, ctx, drifted, dom, aligned, est, ref_name, is_image, acc_info):
