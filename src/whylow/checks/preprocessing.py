@@ -90,6 +90,7 @@ __all__ = [
     "preprocessing_estimate",
     "aligned_summary",
     "aligned_probs",
+    "explains_dict",
 ]
 
 Q_LEVELS = np.round(np.linspace(0.01, 0.99, 99), 6)
@@ -971,14 +972,24 @@ class PreprocessingCheck(Check):
         return finding
 
     @staticmethod
-    def _explains(ctx, s, paired: dict) -> dict:
-        """The accuracy gap to validation that undoing the mismatch closes."""
+    def _explains(ctx, s, paired: dict) -> dict | None:
+        """The accuracy the fix recovers, as part of the gap to the validation accuracy (``explains``)."""
         gain = paired["accuracy_after"] - paired["accuracy_before"]
         val = ctx.split("val")
-        out = {"metric": "accuracy", "gain": _r(gain, 4), "gap": None, "share": None}
+        shortfall = None
         if s.name == "test" and val is not None and val.y is not None and val.probs is not None:
-            gap = float((val.probs.argmax(axis=1) == val.y).mean()) - paired["accuracy_before"]
-            out["gap"] = _r(gap, 4)
-            if gap > 0:
-                out["share"] = _r(min(1.0, max(0.0, gain / gap)), 3)
-        return out
+            shortfall = float((val.probs.argmax(axis=1) == val.y).mean()) - paired["accuracy_before"]
+        return explains_dict("accuracy", gain, shortfall, "validation")
+
+
+def explains_dict(metric: str, gap: float, shortfall: float | None, against: str) -> dict | None:
+    """``{"metric", "gap", "share", "shortfall", "against"}``: ``gap`` of the ``shortfall`` is explained (None if nothing)."""
+    if gap is None or not math.isfinite(gap) or gap <= 0:
+        return None
+    out = {"metric": metric, "gap": round(float(gap), 4), "share": None}
+    if shortfall is not None and math.isfinite(shortfall):
+        out["shortfall"] = round(float(shortfall), 4)
+        if shortfall > 0:
+            out["share"] = round(min(1.0, gap / shortfall), 4)
+    out["against"] = against
+    return out

@@ -59,7 +59,7 @@ import numpy as np
 
 from whylow import metrics
 from whylow.checks import Check, register
-from whylow.checks.preprocessing import aligned_probs, aligned_summary, preprocessing_estimate
+from whylow.checks.preprocessing import aligned_probs, aligned_summary, explains_dict, preprocessing_estimate
 from whylow.report.finding import Finding
 from whylow.summaries import PROPERTIES, split_summary
 
@@ -286,9 +286,7 @@ class CovariateShiftCheck(Check):
         self._artifacts(ctx, drift, ref_name, test.is_image, aligned)
         finding = Finding("covariate-shift", severity, confidence, title, evidence=evidence, fix=fix)
         if explained is not None:
-            gap = acc_info.get("drop_vs_val")
-            finding.explains = {"metric": "accuracy", "gain": _r(explained, 4), "gap": gap,
-                                "share": _r(min(1.0, explained / gap), 3) if gap and gap > 0 else None}
+            finding.explains = explains_dict("accuracy", explained, acc_info.get("drop_vs_val"), "validation")
         return [finding]
 
     def _severity(self, ctx, explained: float | None, acc_info: dict, dom: dict | None) -> str:
