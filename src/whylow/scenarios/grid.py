@@ -165,6 +165,7 @@ _GATE_ACCURACY = 0.05  # an input fault must cost at least this much accuracy ..
 _GATE_LOG_LOSS = 0.10  # ... or this relative increase of log-loss
 _GATE_LOG_LOSS_ABS = 0.05  # ... and at least this many nats (0.005 -> 0.01 on a near-perfect model is no cause)
 _MAX_REDRAWS = 6
+_SAME_KIND_REDRAWS = 2  # the first redraws keep the kind (other axis, k, divisor or a larger magnitude)
 _TRAIN_SECONDS = 5.0  # training budget per case on one core (sets image size and epochs)
 
 
@@ -435,13 +436,15 @@ def _covariate_params(rng, case: GridCase, kind: str, strength: float) -> dict:
     return {"kind": "colour-cast", "gains": [float(g) for g in gains], "spread": 0.08}
 
 
-def _draw_input_fault(rng, case: GridCase, strength: float = 0.0) -> dict:
-    """One preprocessing or covariate-shift fault applicable to ``case``."""
+def _draw_input_fault(rng, case: GridCase, strength: float = 0.0, kind: str | None = None) -> dict:
+    """One preprocessing or covariate-shift fault applicable to ``case`` (of ``kind`` when given)."""
     if case.fault == "preprocessing-mismatch":
         kinds = _preprocessing_kinds(case)
-        return _preprocessing_params(rng, case, kinds[int(rng.integers(len(kinds)))], strength)
+        kind = kind or kinds[int(rng.integers(len(kinds)))]
+        return _preprocessing_params(rng, case, kind, strength)
     kinds = [k for k in COVARIATE_KINDS if case.colour == "rgb" or k != "colour-cast"]
-    return _covariate_params(rng, case, kinds[int(rng.integers(len(kinds)))], strength)
+    kind = kind or kinds[int(rng.integers(len(kinds)))]
+    return _covariate_params(rng, case, kind, strength)
 
 
 def _draw_input(rng, case: GridCase) -> None:
@@ -560,7 +563,7 @@ def _draw_healthy(rng, case: GridCase) -> None:
         case.variant = "late-rise"  # small enough to train well past the best epoch within the budget
         case.n_train = min(case.n_train, 1000)
         case.n_val, case.n_test = max(50, round(0.25 * case.n_train)), max(100, round(0.25 * case.n_train))
-        case.params.update(max_epochs=int(np.clip(2 * _epoch_budget(case), 25, 80)))
+        case.params.update(max_epochs=int(np.clip(3 * _epoch_budget(case), 30, 150)))
     else:
         case.variant = "early-stopping"
 
@@ -1085,7 +1088,8 @@ def _scale_logits(model, factor: float) -> None:
 
 
 def _fit(model, x, y, x_val, y_val, *, epochs: int, lr: float, seed: int, patience: int | None = None,
-         label_smoothing: float = 0.0, class_weights=None, snapshots: bool = False, batch_size: int = 64):
+         label_smoothing: float = 0.0, class_weights=None, snapshots: bool = False, batch_size: int = 64,
+         stop_on_rise: float | None = None):
     """Train with Adam and cross-entropy on one thread; optional early stopping on the validation loss.
 
     Returns
@@ -1095,19 +1099,22 @@ def _fit(model, x, y, x_val, y_val, *, epochs: int, lr: float, seed: int, patien
     info : dict
         ``best_epoch`` (lowest validation loss, 0-based), ``epochs_run``, ``restored`` (early stopping
         restored the best weights), and ``snapshots`` (state dicts per epoch) when asked.
+
+    ``stop_on_rise`` (no early stopping): stop once the validation loss is that
+    fraction above its minimum, at least 10 epochs after it.
     """
     torch = _torch()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         return _fit_loop(torch, model, x, y, x_val, y_val, epochs, lr, seed, patience, label_smoothing,
-                         class_weights, snapshots, batch_size)
+                         class_weights, snapshots, batch_size, stop_on_rise)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit_loop(torch, model, x, y, x_val, y_val, epochs, lr, seed, patience, label_smoothing, class_weights,
-              snapshots, batch_size):
+              snapshots, batch_size, stop_on_rise):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
@@ -1144,6 +1151,8 @@ def _fit_loop(torch, model, x, y, x_val, y_val, epochs, lr, seed, patience, labe
         else:
             waited += 1
             if patience is not None and waited >= patience:
+                break
+            if stop_on_rise is not None and waited >= 10 and hist["val_loss"][-1] >= (1 + stop_on_rise) * best:
                 break
     restored = patience is not None and best_state is not None
     if restored:
@@ -1421,7 +1430,13 @@ def _matters(e: dict) -> bool:
 
 
 def _after_input_fault(b: _Build) -> None:
-    """Inject the case's input fault into the test split; redraw it while it has no effect on the model."""
+    """Inject the case's input fault into the test split; redraw it while it has no effect on the model.
+
+    The first two redraws keep the fault's kind (another flip axis, rotation,
+    divisor or preset; a covariate shift from the upper part of its range),
+    later ones may change it, so kinds that rarely matter to a model (a flip
+    of a texture photo) are not silently replaced at the first miss.
+    """
     case = b.case
     redraw = np.random.default_rng([case.seed, 2])
     p, tried = dict(case.params["fault"]), []
@@ -1433,7 +1448,8 @@ def _after_input_fault(b: _Build) -> None:
         tried.append({**p, **effect})
         if _matters(effect):
             break
-        p = _draw_input_fault(redraw, case, strength=(attempt + 1) / _MAX_REDRAWS)
+        same_kind = p["kind"] if attempt < _SAME_KIND_REDRAWS else None
+        p = _draw_input_fault(redraw, case, strength=(attempt + 1) / _MAX_REDRAWS, kind=same_kind)
     gate = "passed" if _matters(effect) else "failed: no draw changed the model's predictions enough"
     b.stored["test"] = faulted
     b.notes["effect"] = {**effect, "gate": gate, "redraws": len(tried) - 1, "rejected": tried[:-1]}
@@ -1560,7 +1576,7 @@ def _before_data_quality(b: _Build) -> None:
 
 def _before_healthy(b: _Build) -> None:
     if b.case.variant == "late-rise":
-        b.train.update(patience=None, snapshots=True)
+        b.train.update(patience=None, snapshots=True, stop_on_rise=0.25)
 
 
 _BEFORE: dict[str | None, Callable[[_Build], None]] = {
@@ -1706,18 +1722,19 @@ def _threshold_effect(b: _Build) -> dict:
 
 
 def _after_threshold(b: _Build) -> None:
-    """Gate: the model must separate the classes (val AUC ≥ 0.75) and the best threshold must gain ≥ 5 points.
+    """Gate: the best threshold must gain ≥ 5 points of validation balanced accuracy over 0.5.
 
     Otherwise the case is rebuilt (up to twice) with half the pixel noise
-    (AUC too low) or half the positive class weight (gain too small).
+    (when the model barely separates the classes: val AUC below 0.65) or
+    half the positive class weight.
     """
     p = b.case.params
     effect = _threshold_effect(b)
     for _ in range(2):
         gain = effect["val_balanced_accuracy_at_best"] - effect["val_balanced_accuracy_at_0.5"]
-        if effect["val_auc"] >= 0.75 and gain >= 0.05:
+        if gain >= 0.05:
             break
-        if effect["val_auc"] < 0.75:
+        if effect["val_auc"] < 0.65:
             p["pixel_noise"] /= 2
         else:
             p["positive_weight"] /= 2
@@ -1727,7 +1744,7 @@ def _after_threshold(b: _Build) -> None:
         _store_and_train(b)
         effect = _threshold_effect(b)
     gain = effect["val_balanced_accuracy_at_best"] - effect["val_balanced_accuracy_at_0.5"]
-    effect["gate"] = "passed" if effect["val_auc"] >= 0.75 and gain >= 0.05 else "failed: threshold not misplaced"
+    effect["gate"] = "passed" if gain >= 0.05 else "failed: threshold not misplaced"
     b.notes["effect"] = effect
     pos = b.notes["binary_names"][1]
     b.notes["fault"] = (f"decision-threshold: binary 'is it {pos}', pixel noise sd {p['pixel_noise']:.2f}, positive "
@@ -1751,11 +1768,12 @@ def _after_healthy(b: _Build) -> None:
 
 
 def _stop_late(b: _Build) -> None:
-    """Keep the last epoch after the best one whose validation accuracy is within 1 point of the best epoch's."""
+    """Keep the epoch after the best one with the highest validation loss whose validation accuracy is within
+    1 point of the best epoch's (the late rise that early stopping would have cut off)."""
     h, info = b.history, b.fit_info
     best = info["best_epoch"]
     ok = [e for e in range(best, len(h["val_loss"])) if h["val_accuracy"][e] >= h["val_accuracy"][best] - 0.01]
-    final = ok[-1]
+    final = max(ok, key=lambda e: (h["val_loss"][e], e))
     b.model.load_state_dict(info["snapshots"][final])
     b.model.eval()
     b.history = {k: v[: final + 1] for k, v in h.items()}
