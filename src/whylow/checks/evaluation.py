@@ -37,10 +37,12 @@ Accuracy is a proportion, so its 95% interval is the Wilson score interval
 no error, or only errors, on a small split; the bootstrap intervals of
 accuracy, balanced accuracy and log-loss, 200 replicates from
 `whylow.metrics.bootstrap_ci`, are reported beside it). Warning when the
-accuracy interval is wider than ``warn_width`` (0.15: accuracy known only to
-within about ±7.5 points), or when more than half of the classes have fewer
-than ``warn_class_support`` (10) examples (each such class's recall interval
-is wider than ±0.3). Info when the interval is wider than ``info_width``
+accuracy interval is wider than ``warn_width`` (0.20: accuracy known only to
+within about ±10 points, too wide to tell a good model from a mediocre one),
+or when more than half of the classes have fewer than ``warn_class_support``
+(8) examples (each such class's recall interval is wider than ±0.35).
+An ordinary test set of a hundred-odd images is info, not a warning: its
+numbers are uncertain, but it is no reason for low predictions. Info when the interval is wider than ``info_width``
 (0.10) or some class has fewer than ``min_class_support`` (30) examples (its
 recall interval is then wider than about ±0.15). The evidence gives the test
 size needed for a ``target_width`` (0.05) interval, from the normal
@@ -208,14 +210,14 @@ class SmallSampleCheck(Check):
     name = "small-sample"
     codes = ("small-sample",)
     requires = ("test.y", "test.probs")
-    #: Accuracy 95% interval width for a warning.
-    warn_width = 0.15
+    #: Accuracy 95% interval width for a warning (±10 points).
+    warn_width = 0.20
     #: ... for info.
     info_width = 0.10
     #: Per-class support below which a class's recall is too uncertain (info).
     min_class_support = 30
     #: Per-class support below which a class's recall is meaningless; a warning when most classes are below it.
-    warn_class_support = 10
+    warn_class_support = 8
     #: Interval width the suggested test size aims at.
     target_width = 0.05
     #: Bootstrap replicates.
