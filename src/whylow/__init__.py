@@ -16,7 +16,7 @@ import importlib.util
 import sys
 import types
 
-from whylow._version import __version__
+from whylow._version import __version__  # noqa: F401 - public, listed in __all__
 
 #: Public name -> the module that defines it.
 _EXPORTS = {

@@ -54,7 +54,6 @@ def compare_command(
 ):
     """Compare models (or their predictions) on the same data: metrics, confidence distributions, tests."""
     from whylow.cli.diagnose import check_seed_option
-    from whylow.compare import compare, scenario_models
     from whylow.inputs.files import limits_scope
     from whylow.inputs.options import parse_option_args
     from whylow.report.report import check_outputs

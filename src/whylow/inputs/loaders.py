@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 import os
 import re
 import stat
 import struct
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,6 @@ from whylow.inputs.files import (
     Limits,
     as_path,
     current_limits,
-    decode_error_position,
     file_kind,
     format_bytes,
     open_regular,
