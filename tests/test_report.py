@@ -97,9 +97,12 @@ def test_ranking_puts_causes_before_symptoms():
             f("label-noise", verified={"metric": "accuracy", "before": 0.1, "after": 0.2}),
         ]
     )
+    # no-signal makes the fit and score symptoms moot: they hang on it, in causal order, before the unrelated shift
     assert [x.code for x in ranked] == [
-        "no-signal", "covariate-shift", "label-noise", "overfitting", "overconfidence", "small-sample"
+        "no-signal", "label-noise", "overfitting", "overconfidence", "covariate-shift", "small-sample"
     ]
+    assert [c["code"] for c in ranked[0].consequences] == ["label-noise", "overfitting", "overconfidence"]
+    assert all(x.explained_by == "no-signal" for x in ranked[1:4])
 
 
 def test_finding_validation():

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-__all__ = ["CODES", "SEVERITIES", "Finding", "CheckStatus"]
+__all__ = ["CODES", "EXPLAINED_METRICS", "SEVERITIES", "Finding", "CheckStatus", "make_explains"]
 
 #: The closed list of finding codes (design.md §3), in no particular order.
 CODES = (
@@ -28,6 +29,55 @@ CODES = (
 
 #: Severities from most to least serious.
 SEVERITIES = ("critical", "warning", "info")
+
+#: Metrics a finding's ``explains`` may be stated in.
+EXPLAINED_METRICS = ("accuracy", "balanced_accuracy", "log_loss")
+
+
+def make_explains(metric: str, gap: float, shortfall: float | None = None, against: str | None = None) -> dict | None:
+    """How much of the test shortfall a finding explains, as the report's ``explains`` field.
+
+    Parameters
+    ----------
+    metric : {"accuracy", "balanced_accuracy", "log_loss"}
+        The metric the gap is measured in.
+    gap : float
+        The part of the shortfall this finding accounts for, in the metric's
+        units (accuracy as a fraction, log-loss in nats), good direction
+        positive. Negative or non-finite gaps explain nothing: None.
+    shortfall : float, optional
+        The whole shortfall it is part of (e.g. reference accuracy minus test
+        accuracy). ``share = gap / shortfall``, clipped to [0, 1]; None when
+        the whole is unknown or not positive.
+    against : str, optional
+        What the shortfall is measured against ("the reference model",
+        "validation", "the class priors", ...).
+
+    Returns
+    -------
+    dict or None
+        ``{"metric", "gap", "share"}`` plus ``shortfall`` and ``against`` when given.
+
+    Examples
+    --------
+    >>> make_explains("accuracy", 0.21, 0.25, "the reference model")
+    {'metric': 'accuracy', 'gap': 0.21, 'share': 0.84, 'shortfall': 0.25, 'against': 'the reference model'}
+    >>> make_explains("log_loss", -0.1) is None
+    True
+    """
+    if metric not in EXPLAINED_METRICS:
+        raise ValueError(f"explains needs a metric in {EXPLAINED_METRICS}, got {metric!r}")
+    if gap is None or not math.isfinite(gap) or gap <= 0:
+        return None
+    share = None
+    if shortfall is not None and math.isfinite(shortfall) and shortfall > 0:
+        share = round(min(1.0, gap / shortfall), 4)
+    out = {"metric": metric, "gap": round(float(gap), 4), "share": share}
+    if shortfall is not None and math.isfinite(shortfall):
+        out["shortfall"] = round(float(shortfall), 4)
+    if against:
+        out["against"] = against
+    return out
 
 
 @dataclass
@@ -53,6 +103,13 @@ class Finding:
         the fix and re-measured on data the fix was not fitted on.
     check : str
         Name of the check that produced the finding.
+    explains : dict or None
+        How much of the test shortfall this finding explains (see `make_explains`):
+        ``{"metric", "gap", "share"}``, optionally ``shortfall`` and ``against``.
+    consequences : list of dict
+        ``{"code", "title"}`` of the symptoms attached to this cause by the
+        ranking (`whylow.report.ranking`); each of them stays in the report's
+        findings, directly after this one, with ``evidence["explained_by"]``.
     """
 
     code: str
@@ -63,6 +120,8 @@ class Finding:
     fix: str = ""
     verified: dict | None = None
     check: str = ""
+    explains: dict | None = None
+    consequences: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         if self.code not in CODES:
@@ -74,6 +133,16 @@ class Finding:
             missing = {"metric", "before", "after"} - set(self.verified)
             if missing:
                 raise ValueError(f"verified needs metric, before and after; missing {sorted(missing)}")
+        if self.explains is not None:
+            if self.explains.get("metric") not in EXPLAINED_METRICS or not isinstance(self.explains.get("gap"), (int, float)):
+                raise ValueError(f"explains needs a metric in {EXPLAINED_METRICS} and a numeric gap, got {self.explains!r}")
+            self.explains.setdefault("share", None)
+
+    @property
+    def explained_by(self) -> str | None:
+        """Code of the cause this finding was attached to by the ranking, or None."""
+        cause = self.evidence.get("explained_by") if isinstance(self.evidence, dict) else None
+        return cause.get("code") if isinstance(cause, dict) else None
 
     @property
     def improvement(self) -> float:
@@ -97,6 +166,8 @@ class Finding:
             "evidence": self.evidence,
             "fix": self.fix,
             "verified": self.verified,
+            "explains": self.explains,
+            "consequences": [dict(c) for c in self.consequences],
         }
 
 

@@ -44,6 +44,7 @@ import math
 import re
 
 from whylow._version import __version__
+from whylow.report.text import explains_text
 
 __all__ = ["render_html"]
 
@@ -637,6 +638,7 @@ def _finding_view(f) -> dict:
     elif evidence:
         ev_rows.append(["evidence", _brief(evidence)])
     severity = getattr(f, "severity", "info")
+    cause = evidence.get("explained_by") if isinstance(evidence, dict) else None
     shown = _EVIDENCE_SHOWN if severity in ("critical", "warning") else 0  # an info finding's evidence folds away
     return {
         "code": str(getattr(f, "code", "")),
@@ -645,6 +647,12 @@ def _finding_view(f) -> dict:
         "title": str(getattr(f, "title", "")),
         "fix": str(getattr(f, "fix", "") or ""),
         "verified": _verified_view(getattr(f, "verified", None)),
+        "explains": explains_text(getattr(f, "explains", None)),
+        "consequences": [
+            {"code": str(c.get("code", "")), "title": str(c.get("title", ""))}
+            for c in (getattr(f, "consequences", None) or []) if isinstance(c, dict)
+        ],
+        "explained_by": str(cause.get("code", "")) if isinstance(cause, dict) else "",
         "evidence": ev_rows[:shown],
         "more_evidence": ev_rows[shown:],
         "check": str(getattr(f, "check", "") or ""),

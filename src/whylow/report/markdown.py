@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from whylow.report.text import format_value
+from whylow.report.text import consequence_text, explains_text, format_value
 
 __all__ = ["escape_markdown", "render_markdown"]
 
@@ -46,7 +46,9 @@ def render_markdown(report) -> str:
         for i, f in enumerate(report.findings, 1):
             v = f.verified
             vtext = f"{v['metric']}: {format_value(v['before'])} → {format_value(v['after'])}" if v else ""
-            lines.append(f"| {i} | {f.severity} | `{f.code}` | {_cell(f.title)} | {_cell(f.fix)} | {vtext} |")
+            what = " — ".join(t for t in (f.title, explains_text(f.explains), consequence_text(f.consequences)) if t)
+            code = f"↳ `{f.code}` (explained by `{f.explained_by}`)" if f.explained_by else f"`{f.code}`"
+            lines.append(f"| {i} | {f.severity} | {code} | {_cell(what)} | {_cell(f.fix)} | {vtext} |")
     else:
         lines.append("No findings.")
     lines += ["", f"## Test metrics (n = {report.summary.get('n_test')})", "", "| metric | value | 95% CI |", "|---|---|---|"]

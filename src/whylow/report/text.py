@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["render_text", "print_report", "format_value"]
+__all__ = ["consequence_text", "explains_text", "format_value", "print_report", "render_text"]
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "log_loss", "brier", "ece", "mean_confidence")
@@ -30,6 +30,48 @@ def _verified_text(v: dict | None) -> str:
     return f"verified: {v['metric']} {format_value(v['before'])} → {format_value(v['after'])}"
 
 
+def explains_text(explains: dict | None) -> str:
+    """A finding's share of the shortfall in words, e.g. "explains 21 accuracy points of the 25-point gap to the reference model".
+
+    Examples
+    --------
+    >>> explains_text({"metric": "accuracy", "gap": 0.21, "share": 0.84, "shortfall": 0.25, "against": "the reference model"})
+    'explains 21 accuracy points of the 25-point gap to the reference model'
+    >>> explains_text({"metric": "log_loss", "gap": 0.38, "share": 0.45, "against": "the test log-loss"})
+    'explains 0.38 nats of log-loss (45% of the test log-loss)'
+    >>> explains_text(None)
+    ''
+    """
+    if not isinstance(explains, dict) or not isinstance(explains.get("gap"), (int, float)):
+        return ""
+    metric, gap = explains.get("metric"), float(explains["gap"])
+    share, shortfall, against = explains.get("share"), explains.get("shortfall"), explains.get("against")
+    if metric in ("accuracy", "balanced_accuracy"):
+        unit = "accuracy" if metric == "accuracy" else "balanced-accuracy"
+        text = f"explains {gap * 100:.0f} {unit} point{'s' if round(gap * 100) != 1 else ''}"
+        if isinstance(shortfall, (int, float)) and shortfall > 0:
+            return text + f" of the {shortfall * 100:.0f}-point gap" + (f" to {against}" if against else "")
+    else:
+        text = f"explains {gap:.2f} nats of log-loss"
+    if isinstance(share, (int, float)):
+        text += f" ({share:.0%} of {against or 'the shortfall'})"
+    elif against:
+        text += f" (against {against})"
+    return text
+
+
+def consequence_text(consequences: list[dict] | None) -> str:
+    """The symptoms attached to a cause, e.g. "→ also explains: overconfidence (Overconfident: ...)"."""
+    if not consequences:
+        return ""
+    return "→ also explains: " + "; ".join(f"{c.get('code')} ({c.get('title', '')})" if c.get("title") else str(c.get("code")) for c in consequences)
+
+
+def _cause_text(f) -> str:
+    cause = f.evidence.get("explained_by") if isinstance(getattr(f, "evidence", None), dict) else None
+    return f"↳ a consequence of {cause.get('code')} (above)" if isinstance(cause, dict) else ""
+
+
 def build_renderables(report) -> list:
     """The rich renderables of the terminal report, in order."""
     parts: list = [Text(report.verdict, style="bold")]
@@ -41,12 +83,22 @@ def build_renderables(report) -> list:
         table.add_column("what and what to do", ratio=1)
         for i, f in enumerate(report.findings, 1):
             body = Text(f.title, style="bold")
+            cause = _cause_text(f)
+            if cause:
+                body.append("\n" + cause, style="dim")
             body.append(f"\nfix: {f.fix}" if f.fix else "")
             v = _verified_text(f.verified)
             if v:
                 body.append("\n" + v, style="green")
+            share = explains_text(getattr(f, "explains", None))
+            if share:
+                body.append("\n" + share)
+            also = consequence_text(getattr(f, "consequences", None))
+            if also:
+                body.append("\n" + also, style="magenta")
             body.append(f"\nconfidence {f.confidence:.2f}", style="dim")
-            table.add_row(str(i), Text(f.severity, style=_STYLE[f.severity]), f.code, body)
+            code = f"↳ {f.code}" if cause else f.code
+            table.add_row(str(i), Text(f.severity, style=_STYLE[f.severity]), code, body)
         parts.append(table)
     else:
         parts.append(Text("No findings.", style="green"))
