@@ -52,22 +52,23 @@ def _mine(report):
 
 
 @pytest.fixture(scope="module")
-def over():
-    sc = build("overconfidence")
-    return sc, sc.diagnose()
+def over(diagnosed):
+    return diagnosed("overconfidence")
 
 
 @pytest.fixture(scope="module")
-def under():
-    sc = build("underconfidence")
-    return sc, sc.diagnose()
+def under(diagnosed):
+    return diagnosed("underconfidence")
 
 
-def test_overconfidence_scenario_is_top_finding(over, validate_report):
+def test_overconfidence_scenario_is_found_under_the_memorising_that_causes_it(over, validate_report):
     sc, report = over
-    top = report.findings[0]
-    assert top.code == sc.expected == "overconfidence", [(f.code, f.severity, f.title) for f in report.findings]
+    (top,) = [f for f in report.findings if f.code == "overconfidence"]
+    assert sc.expected == "overconfidence"
+    # the model memorised 10 images per class: the overconfidence is a consequence of that overfitting, ranked under it
+    assert top.explained_by == "overfitting" and report.findings.index(top) == 1, [(f.code, f.severity, f.title) for f in report.findings]
     assert top.severity == "critical"
+    assert top.explains["metric"] == "log_loss" and top.explains["gap"] == pytest.approx(top.verified["before"] - top.verified["after"], abs=1e-3)
     ev = top.evidence
     assert ev["mean_confidence"] - ev["accuracy"] == pytest.approx(ev["gap"])
     assert ev["gap"] >= 0.03 and ev["gap_ci"][0] > 0 and ev["gap_p_value"] < 0.01

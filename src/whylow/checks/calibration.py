@@ -58,6 +58,16 @@ p-values below ``alpha`` = 0.01) and meaningful; ``info`` when significant
 but below the effect-size bar or explained by a shift; nothing otherwise. ``confidence`` is one
 minus the larger p-value, shrunk when the verified gain is small.
 
+Words: underconfident scores are called "a calibration problem, not bad
+classification" only when the test accuracy is within ``far_below`` (10
+points, the underfitting check's warning deficit) of what the data allow:
+the better of the cross-validated reference model (`whylow.checks.fit`) and
+the model's own validation accuracy (`accuracy_allowed`, in the evidence).
+Further below, the low scores are mostly bad classification: the title says
+so, and the ranking attaches the finding to the underfitting or shift that
+explains it. ``explains`` is the verified log-loss reduction, of the test
+log-loss.
+
 Vector scaling (per-class scale and bias) is also fitted when the fitting
 split has at least ``min_vector_per_class`` samples of every class; the
 finding reports whichever of the two has the lower held-out NLL (both
@@ -86,9 +96,9 @@ from whylow import metrics
 from whylow.checks import Check, register
 from whylow.context import Context
 from whylow.fixes.temperature import TemperatureScaler, VectorScaler, cross_fit, to_logits
-from whylow.report.finding import Finding
+from whylow.report.finding import Finding, make_explains
 
-__all__ = ["CalibrationCheck", "calibration_stats", "gap_test", "paired_nll_test"]
+__all__ = ["CalibrationCheck", "accuracy_allowed", "calibration_stats", "gap_test", "paired_nll_test"]
 
 #: Confidence-histogram bins for the report.
 _HIST_EDGES = np.linspace(0.0, 1.0, 21)
@@ -257,6 +267,9 @@ class CalibrationCheck(Check):
     min_samples = 40
     #: Rows used to fit a scaler (a seeded subset beyond that): plenty for one temperature.
     max_fit_samples = 20_000
+    #: Test accuracy this far below what the data allow (reference or validation accuracy) is bad
+    #: classification, whatever the scores say (the underfitting check's warning deficit).
+    far_below = 0.10
 
     def run(self, ctx: Context) -> list[Finding]:
         alpha = float(self.threshold(ctx, "alpha"))
@@ -386,6 +399,7 @@ class CalibrationCheck(Check):
         test_stats = per_split["test"]
         acc, conf = test_stats["accuracy"], test_stats["mean_confidence"]
         base = metrics.baselines(ctx.test.y, ctx.n_classes)
+        allowed = accuracy_allowed(ctx, per_split)
         code = "overconfidence" if over else "underconfidence"
         if over:
             title = (
@@ -396,6 +410,17 @@ class CalibrationCheck(Check):
                 f"The model is right {acc:.1%} of the time (majority-class baseline {base['majority_accuracy']:.1%}) "
                 f"but claims {conf:.1%} on average: the scores, not only the classifications, are off. Whether "
                 f"{acc:.1%} is itself too low is judged by the other checks; scaling fixes the scores, not the accuracy."
+            )
+        elif allowed is not None and allowed["accuracy"] - acc >= float(self.threshold(ctx, "far_below")):
+            title = (
+                f"Underconfident (accuracy {acc:.2f}, mean confidence {conf:.2f} on the test split), but the accuracy itself "
+                f"is far below what the data allow ({allowed['accuracy']:.2f}, {allowed['source']}): the low scores are mostly "
+                f"bad classification; temperature T={t:.2f} only rescales them"
+            )
+            reading = (
+                f"The model classifies {acc:.1%} of the test samples correctly and gives its predicted class {conf:.1%} on "
+                f"average, while {allowed['source']} reaches {allowed['accuracy']:.1%}. Sharpening the scores makes them match "
+                f"the accuracy, but the accuracy is the problem: see the fit and shift findings."
             )
         else:
             title = (
@@ -487,6 +512,8 @@ class CalibrationCheck(Check):
                 "temperature_gain_after_bias": shift["scale_after_shift"]["relative_gain"],
                 "temperature_gain_after_bias_p_value": shift["scale_after_shift"]["p_value"],
             }
+        if allowed is not None:
+            evidence["accuracy_allowed"] = allowed
         if cal["half_temperatures"] is not None:
             evidence["half_temperatures"] = cal["half_temperatures"]
         if len(candidates) > 1:
@@ -499,4 +526,24 @@ class CalibrationCheck(Check):
             evidence=evidence,
             fix=fix,
             verified=None if shift_explains else {"metric": "log_loss", "before": nll["before"], "after": nll["after"]},
+            explains=None if shift_explains else make_explains("log_loss", nll["before"] - nll["after"], nll["before"], "the test log-loss"),
         )
+
+
+def accuracy_allowed(ctx: Context, per_split: dict) -> dict | None:
+    """What the data allow: the best of the cross-validated reference model's and the validation accuracy.
+
+    Returns
+    -------
+    dict or None
+        ``{"accuracy", "source"}``; None when neither is available.
+    """
+    from whylow.checks.fit import reference_fit
+
+    options = []
+    ref = reference_fit(ctx)
+    if ref is not None:
+        options.append({"accuracy": float(ref["accuracy"]), "source": "a linear model cross-validated on the training data"})
+    if "val" in per_split:
+        options.append({"accuracy": float(per_split["val"]["accuracy"]), "source": "the same model on the validation split"})
+    return max(options, key=lambda o: o["accuracy"], default=None)

@@ -30,18 +30,67 @@ Statistics
   ``critical_deficit`` (20 points). The history adds whether the training
   loss was still falling at the last epoch (relative drop per epoch over the
   last 3 epochs); without a reference that alone is reported as ``info``.
+  The deficit is the cost: accuracy the model leaves on its own training
+  data that a linear model gets on unseen data, 10 points being a gap no
+  user would accept from a tuned model. ``explains`` states it as part of
+  the test shortfall against the reference (reference minus test accuracy).
 - **overfitting**: the gaps ``accuracy(train) - accuracy(held-out)`` and
   ``NLL(held-out) - NLL(train)``, held-out being the validation split when it
   is labelled (so a train/test *shift* is not mistaken for overfitting), else
-  the test split. Each gap gets a percentile bootstrap interval (500
-  replicates, train and held-out resampled independently). Warning: the
-  accuracy gap is at least ``warn_gap`` (8 points) with its 95% interval above
-  2 points, or the NLL gap at least ``nll_gap`` (0.5 nats) with its interval above 0;
-  critical: accuracy gap at least ``critical_gap`` (10 points) with the
-  interval's lower end at least 5 points. From the history: the epoch of
-  minimum ``val_loss`` vs the last; a rise of at least ``val_rise`` (20%,
-  mean of the last 3 epochs vs the minimum, at least 3 epochs after it)
-  while the training loss kept falling is a warning on its own.
+  the test split, each with a percentile bootstrap interval (500 replicates,
+  train and held-out resampled independently). A gap alone is not a fault:
+  every model fits the examples it was trained on better than others, and
+  on a few hundred examples a linear model does too. So the severity comes
+  from what the overfitting *costs*, the held-out accuracy or log-loss that
+  fixing it would recover, and the rule is: a **warning** needs a cost a
+  user would act on, ``min_cost`` (2 accuracy points: more than the one point
+  retraining a small network with another seed moves; a retraining with
+  early stopping or regularisation is worth scheduling for it) or a
+  ``min_log_loss_gain`` (10%) held-out log-loss reduction (where the
+  calibration check calls rescaling worth applying), each significant;
+  **critical** needs ``critical_gap`` (10 points, interval's lower end at
+  least ``critical_gap_low``, 5 points) or ``critical_log_loss_gain`` (20%).
+  The costs measured:
+
+  * *below the reference*: held-out accuracy lost to overfitting must be
+    both below what the reference reaches on examples it did not see (its
+    cross-validated accuracy: held-out accuracy the data demonstrably allow;
+    lower bound 1.96 standard errors of the two proportions below) and a
+    train/held-out gap beyond the reference's own (its in-sample minus
+    cross-validated accuracy, ``reference_gap``: the gap this training-set
+    size produces by itself; lower bound from the gap's interval). The cost
+    is the smaller of the two, its lower bound the smaller of theirs, which
+    must be above 0. A flexible model that fits its training data perfectly
+    but generalises as well as the reference has no cost, however large its
+    gap (on a few hundred examples ``reference_gap`` is often 10-20
+    points); nor has a model whose ordinary gap only looks large because it
+    is a little weaker than the reference. Without a reference (no
+    training inputs) the gap itself is the cost, a warning from ``warn_gap``
+    (8 points, a CNN's ordinary gap on digits is 5-6) with its interval above
+    ``warn_gap_low`` (2 points).
+  * *early stopping*: from the history, ``val_accuracy`` at the epoch of
+    minimum ``val_loss`` minus the final one, when the final weights are not
+    already those of the best epoch (the model's validation log-loss is
+    compared with both ends of the curve) and the validation size is known;
+    its lower bound treats the two accuracies as independent proportions
+    (conservative, they share their examples).
+  * *memorisation → overconfidence*: when the model memorised its training
+    data (training accuracy at least ``memorised_accuracy``, 0.99, the NLL gap's
+    interval above 0, and either that gap at least ``nll_gap``, 0.5 nats, or
+    the history's validation loss up ``val_rise`` after its minimum while the
+    training loss kept falling), the
+    held-out log-loss that a temperature, cross-fitted on the held-out split,
+    removes (paired test, ``p < alpha``): measured on the test split as the
+    calibration check measures it (temperature fitted on validation data),
+    or cross-fitted on the held-out split without test labels. That
+    overconfidence is then this finding's consequence in the ranking.
+
+  A late rise of ``val_loss`` (``val_rise``, 20%, at least 3 epochs after its
+  minimum while the training loss kept falling) or an accuracy gap of
+  ``warn_gap`` without such a cost is reported as ``info``: an ordinary
+  generalisation gap, or a rise that early stopping would not turn into
+  accuracy. ``explains`` is the cost that set the severity: accuracy points
+  of the train/held-out gap, or nats of the held-out log-loss.
 - **no-signal**: the held-out (test) predictions are tested against three
   input-blind nulls: accuracy and balanced accuracy against a label
   permutation test (499 permutations; the null keeps the model's prediction
@@ -71,7 +120,7 @@ from whylow import metrics
 from whylow.checks import Check, register
 from whylow.context import Context
 from whylow.inputs.prepare import SplitData
-from whylow.report.finding import Finding
+from whylow.report.finding import SEVERITIES, Finding, make_explains
 
 __all__ = [
     "NoSignalCheck",
@@ -86,6 +135,9 @@ __all__ = [
     "reference_fit",
     "reference_has_signal",
     "signal_tests",
+    "test_accuracy",
+    "underfitting_explains",
+    "validation_shortfall",
     "wilson_interval",
 ]
 
@@ -336,6 +388,7 @@ def _compute_reference(ctx: Context) -> dict | None:
     idx, y = idx[keep], y[keep]
     x = _reference_features(train, idx, ctx.seed)
     probs = np.zeros((len(idx), k))
+    in_sample_correct, in_sample_n = 0, 0
     folds = StratifiedKFold(REFERENCE_FOLDS, shuffle=True, random_state=ctx.seed)
     from threadpoolctl import threadpool_limits
 
@@ -347,6 +400,8 @@ def _compute_reference(ctx: Context) -> dict | None:
             clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=300))
             clf.fit(x[fit_idx], y[fit_idx])
             probs[np.ix_(pred_idx, clf.classes_)] = clf.predict_proba(x[pred_idx])
+            in_sample_correct += int((clf.predict(x[fit_idx]) == y[fit_idx]).sum())
+            in_sample_n += len(fit_idx)
     probs = np.clip(probs, 1e-12, None)
     probs /= probs.sum(axis=1, keepdims=True)
     priors = np.bincount(y, minlength=k) / len(y)
@@ -363,6 +418,7 @@ def _compute_reference(ctx: Context) -> dict | None:
         "correct": correct,
         "nll": _nll_rows(y, probs),
         "accuracy": float(correct.mean()),
+        "in_sample_accuracy": in_sample_correct / max(in_sample_n, 1),
         "log_loss": float(_nll_rows(y, probs).mean()),
         "tests": tests,
     }
@@ -375,7 +431,10 @@ def reference_fit(ctx: Context) -> dict | None:
     -------
     dict or None
         ``description``, ``idx`` (training rows used), ``y``, ``correct`` and
-        ``nll`` per row, ``accuracy``, ``log_loss``, and ``tests`` (its
+        ``nll`` per row, ``accuracy`` and ``log_loss`` (cross-validated),
+        ``in_sample_accuracy`` (each fold's model on the rows it was fitted on:
+        ``in_sample_accuracy - accuracy`` is the reference's own
+        generalisation gap at this training-set size), and ``tests`` (its
         `signal_tests`); None when the training split has no inputs or labels,
         or too few examples per class.
     """
@@ -550,86 +609,119 @@ class UnderfittingCheck(Check):
                 evidence=evidence,
                 fix=fix,
                 check=self.name,
+                explains=underfitting_explains(ctx, ev),
             )
         ]
 
 
+def test_accuracy(ctx: Context) -> float | None:
+    """Accuracy of the model on the labelled test split (None without test labels or predictions)."""
+    test = ctx.test
+    if test.y is None or test.probs is None:
+        return None
+    return float((test.probs.argmax(axis=1) == test.y).mean())
+
+
+def validation_shortfall(ctx: Context) -> float | None:
+    """Validation minus test accuracy of the model: the test shortfall against data like its training data (None if unknown)."""
+    val, acc = ctx.split("val"), test_accuracy(ctx)
+    if acc is None or val is None or val.y is None or val.probs is None:
+        return None
+    return float((val.probs.argmax(axis=1) == val.y).mean()) - acc
+
+
+def underfitting_explains(ctx: Context, ev: dict) -> dict | None:
+    """The accuracy an underfit model loses: its training deficit against the reference, of the test shortfall against it."""
+    if "deficit" not in ev:
+        return None
+    acc = test_accuracy(ctx)
+    shortfall = None if acc is None else ev["reference_accuracy"] - acc
+    return make_explains("accuracy", ev["deficit"], shortfall, "the reference model (what the data allows)")
+
+
 @register
 class OverfittingCheck(Check):
-    """The model fits training data far better than held-out data."""
+    """The model fits training data far better than held-out data, at a cost a user would act on."""
 
     name = "overfitting"
     codes = ("overfitting",)
     requires = ("train.probs|history",)
-    #: Accuracy gap (train minus held-out) for a warning, with its 95% interval's lower end above
-    #: ``warn_gap_low``: a CNN's ordinary generalisation gap (5-6 points on digits) is not a fault.
-    warn_gap = 0.08
-    warn_gap_low = 0.02
-    #: Accuracy gap for critical, with the interval's lower end at least ``critical_gap_low``.
+    #: Accuracy points of a cost worth acting on (a retraining with early stopping or regularisation).
+    min_cost = 0.02
+    #: Accuracy cost for critical, with its lower bound at least ``critical_gap_low``.
     critical_gap = 0.10
     critical_gap_low = 0.05
-    #: NLL gap (held-out minus train, nats) for a warning, with its interval above 0.
+    #: Without a reference: the accuracy gap itself is the cost, a warning from ``warn_gap`` with its
+    #: 95% interval's lower end above ``warn_gap_low`` (a CNN's ordinary gap on digits is 5-6 points).
+    warn_gap = 0.08
+    warn_gap_low = 0.02
+    #: NLL gap (held-out minus train, nats) that, with its interval above 0, shows memorisation (or the history's val-loss rise).
     nll_gap = 0.5
-    #: Relative rise of val_loss above its minimum (mean of the last 3 epochs) for a warning.
+    #: Training accuracy of a model that memorised its training data.
+    memorised_accuracy = 0.99
+    #: Relative held-out log-loss reduction by rescaling the scores that is worth acting on (warning) ...
+    min_log_loss_gain = 0.10
+    #: ... and that makes it critical (the calibration check's thresholds).
+    critical_log_loss_gain = 0.20
+    #: Significance level of the log-loss test.
+    alpha = 0.01
+    #: Relative rise of val_loss above its minimum (mean of the last 3 epochs) reported (info).
     val_rise = 0.20
     #: Epochs the minimum must lie before the end.
     min_epochs_after_best = 3
 
     def run(self, ctx: Context) -> list[Finding]:
-        evidence: dict = {}
-        severity = None
-        reasons = []
-        train = ctx.split("train")
-        ho = held_out(ctx)
-        acc_gap = None
-        if train is not None and train.y is not None and train.probs is not None and ho is not None:
-            tr_correct = (train.probs.argmax(axis=1) == train.y).astype(np.float64)
-            ho_correct = (ho.probs.argmax(axis=1) == ho.y).astype(np.float64)
-            tr_nll = _nll_rows(train.y, train.probs)
-            ho_nll = _nll_rows(ho.y, ho.probs)
-            acc_gap = float(tr_correct.mean() - ho_correct.mean())
-            nll_gap = float(ho_nll.mean() - tr_nll.mean())
-            acc_ci = bootstrap_mean_diff(tr_correct, ho_correct, seed=ctx.seed)
-            nll_ci = bootstrap_mean_diff(ho_nll, tr_nll, seed=ctx.seed + 1)
-            evidence.update(
-                held_out_split=ho.name,
-                n_train=int(train.n),
-                n_held_out=int(ho.n),
-                train_accuracy=_round(tr_correct.mean()),
-                held_out_accuracy=_round(ho_correct.mean()),
-                accuracy_gap=_round(acc_gap),
-                accuracy_gap_ci95=[_round(acc_ci[0]), _round(acc_ci[1])],
-                train_log_loss=_round(tr_nll.mean()),
-                held_out_log_loss=_round(ho_nll.mean()),
-                log_loss_gap=_round(nll_gap),
-                log_loss_gap_ci95=[_round(nll_ci[0]), _round(nll_ci[1])],
-            )
-            if acc_gap >= self.threshold(ctx, "critical_gap") and acc_ci[0] >= self.threshold(ctx, "critical_gap_low"):
-                severity = "critical"
-                reasons.append("accuracy")
-            elif acc_gap >= self.threshold(ctx, "warn_gap") and acc_ci[0] > self.threshold(ctx, "warn_gap_low"):
-                severity = "warning"
-                reasons.append("accuracy")
-            if nll_gap >= self.threshold(ctx, "nll_gap") and nll_ci[0] > 0:
-                severity = severity or "warning"
-                reasons.append("log_loss")
+        gap = self._gap_evidence(ctx)
         hist = self._history_evidence(ctx)
+        if gap is None and hist is None:
+            return []
+        measured = [c for c in (self._gap_cost(ctx, gap), self._early_stopping_cost(ctx, hist),
+                                self._log_loss_cost(ctx, gap, hist)) if c is not None]
+        candidates = [c for c in measured if c["severity"] is not None]
+        worst = min(candidates, key=lambda c: (SEVERITIES.index(c["severity"]), -c["explains"]["gap"]), default=None)
+        evidence = dict(gap or {})
         if hist is not None:
             evidence["history"] = hist
-            if hist["val_loss_rise"] >= self.threshold(ctx, "val_rise") and hist["epochs_after_best"] >= self.threshold(ctx, "min_epochs_after_best") and hist["train_loss_fell"]:
-                severity = severity or "warning"
-                reasons.append("history")
-        if severity is None:
-            return []
-        title, fix = self._words(evidence, hist, reasons)
-        if acc_gap is not None and "accuracy" in reasons:
-            lo = evidence["accuracy_gap_ci95"][0]
-            confidence = min(0.99, 0.6 + 2 * max(lo, 0.0))
-        else:
-            confidence = 0.7
-        return [Finding(code="overfitting", severity=severity, confidence=confidence, title=title, evidence=evidence, fix=fix, check=self.name)]
+        evidence["costs"] = {c["source"]: {k: v for k, v in c.items() if k not in ("source", "explains", "confidence")} for c in measured}
+        if worst is None:
+            return self._ordinary(ctx, evidence, gap, hist)
+        title, fix = self._words(evidence, hist, worst)
+        return [Finding(code="overfitting", severity=worst["severity"], confidence=worst["confidence"], title=title,
+                        evidence=evidence, fix=fix, check=self.name, explains=worst["explains"])]
+
+    # -- measurement -------------------------------------------------------------
+    def _gap_evidence(self, ctx: Context) -> dict | None:
+        """Train vs held-out accuracy and NLL with bootstrap intervals, and the reference's own gap."""
+        train, ho = ctx.split("train"), held_out(ctx)
+        if train is None or train.y is None or train.probs is None or ho is None:
+            return None
+        tr_correct = (train.probs.argmax(axis=1) == train.y).astype(np.float64)
+        ho_correct = (ho.probs.argmax(axis=1) == ho.y).astype(np.float64)
+        tr_nll, ho_nll = _nll_rows(train.y, train.probs), _nll_rows(ho.y, ho.probs)
+        acc_ci = bootstrap_mean_diff(tr_correct, ho_correct, seed=ctx.seed)
+        nll_ci = bootstrap_mean_diff(ho_nll, tr_nll, seed=ctx.seed + 1)
+        ev = {
+            "held_out_split": ho.name,
+            "n_train": int(train.n),
+            "n_held_out": int(ho.n),
+            "train_accuracy": _round(tr_correct.mean()),
+            "held_out_accuracy": _round(ho_correct.mean()),
+            "accuracy_gap": _round(tr_correct.mean() - ho_correct.mean()),
+            "accuracy_gap_ci95": [_round(acc_ci[0]), _round(acc_ci[1])],
+            "train_log_loss": _round(tr_nll.mean()),
+            "held_out_log_loss": _round(ho_nll.mean()),
+            "log_loss_gap": _round(ho_nll.mean() - tr_nll.mean()),
+            "log_loss_gap_ci95": [_round(nll_ci[0]), _round(nll_ci[1])],
+        }
+        ref = reference_fit(ctx)
+        if ref is not None:
+            ev.update(reference=ref["description"], reference_accuracy=_round(ref["accuracy"]),
+                      reference_in_sample_accuracy=_round(ref["in_sample_accuracy"]),
+                      reference_gap=_round(ref["in_sample_accuracy"] - ref["accuracy"]))
+        return ev
 
     def _history_evidence(self, ctx: Context) -> dict | None:
+        """Where val_loss bottomed out, how much it rose, and what val_accuracy did meanwhile."""
         h = ctx.history or {}
         val, loss = h.get("val_loss"), h.get("loss")
         if not val or len(val) < 4:
@@ -653,32 +745,191 @@ class OverfittingCheck(Check):
             out["train_loss_at_best"] = _round(loss[best])
             out["train_loss_last"] = _round(loss[-1])
             out["train_loss_fell"] = bool(loss[-1] < 0.9 * loss[best])
+        acc = h.get("val_accuracy")
+        if acc and len(acc) == len(val) and np.all(np.isfinite(acc)):
+            out["val_accuracy_at_best"] = _round(acc[best])
+            out["val_accuracy_last"] = _round(acc[-1])
+        val_split = ctx.split("val")
+        if val_split is not None and val_split.y is not None and val_split.probs is not None:
+            out["n_val"] = int(val_split.n)
+            now = float(_nll_rows(val_split.y, val_split.probs).mean())
+            # weights restored to the best epoch (Keras EarlyStopping(restore_best_weights=True)): nothing left to gain
+            out["weights_restored_to_best"] = bool(out["epochs_after_best"] > 0 and abs(now - v[best]) < abs(now - v[-1]))
         return out
 
+    # -- costs: what fixing the overfitting would recover ----------------------------
+    def _gap_cost(self, ctx: Context, gap: dict | None) -> dict | None:
+        """Held-out accuracy below the reference's, by a gap beyond the reference's own (module docstring).
+
+        Without a reference, the gap itself (judged against ``warn_gap``).
+        """
+        if gap is None:
+            return None
+        acc_gap = gap["accuracy_gap"]
+        if "reference_accuracy" in gap:
+            ref = reference_fit(ctx)
+            held, n_held = gap["held_out_accuracy"], gap["n_held_out"]
+            # below what a linear model reaches on unseen examples of the same training data ...
+            below = gap["reference_accuracy"] - held
+            below_low = below - 1.96 * math.sqrt(held * (1 - held) / n_held + ref["accuracy"] * (1 - ref["accuracy"]) / len(ref["y"]))
+            # ... and by a gap beyond the one that linear model shows itself at this training-set size
+            beyond = acc_gap - max(gap["reference_gap"], 0.0)
+            beyond_low = gap["accuracy_gap_ci95"][0] - max(gap["reference_gap"], 0.0)
+            value, low = min(below, beyond), min(below_low, beyond_low)
+            source, warn, warn_low = "below_reference", self.threshold(ctx, "min_cost"), 0.0
+        else:
+            value, low, source = acc_gap, gap["accuracy_gap_ci95"][0], "gap"
+            warn, warn_low = self.threshold(ctx, "warn_gap"), self.threshold(ctx, "warn_gap_low")
+        severity = self._accuracy_severity(ctx, value, low, warn, warn_low)
+        return {"source": source, "severity": severity, "value": _round(value), "lower_bound": _round(low),
+                "confidence": min(0.99, 0.6 + 2 * max(low, 0.0)),
+                "explains": make_explains("accuracy", value, acc_gap, "the model's training accuracy")}
+
+    def _early_stopping_cost(self, ctx: Context, hist: dict | None) -> dict | None:
+        """Validation accuracy at the lowest validation loss minus the final one (when the weights were not restored)."""
+        if hist is None or "val_accuracy_at_best" not in hist or hist.get("weights_restored_to_best"):
+            return None
+        at_best, last = hist["val_accuracy_at_best"], hist["val_accuracy_last"]
+        value = at_best - last
+        n = hist.get("n_val")
+        if not n:
+            return None  # the validation size is unknown: the gain cannot be told from noise
+        # conservative: the two accuracies treated as independent proportions (they share their examples)
+        se = math.sqrt((at_best * (1 - at_best) + last * (1 - last)) / n)
+        low = value - 1.96 * se
+        severity = self._accuracy_severity(ctx, value, low, self.threshold(ctx, "min_cost"), 0.0)
+        return {"source": "early_stopping", "severity": severity, "value": _round(value), "lower_bound": _round(low),
+                "confidence": min(0.95, 0.6 + 2 * max(low, 0.0)),
+                "explains": make_explains("accuracy", value, None, "validation accuracy at the best epoch")}
+
+    def _log_loss_cost(self, ctx: Context, gap: dict | None, hist: dict | None) -> dict | None:
+        """Held-out log-loss a rescaling of the scores recovers, when the model memorised its training data."""
+        if gap is None or gap["train_accuracy"] < self.threshold(ctx, "memorised_accuracy") or gap["log_loss_gap_ci95"][0] <= 0:
+            return None
+        far_surer = gap["log_loss_gap"] >= self.threshold(ctx, "nll_gap")
+        if not (far_surer or self._val_loss_rose(ctx, hist)):
+            return None
+        res = _held_out_rescaling(ctx, held_out(ctx))
+        if res is None:
+            return None
+        rel = res["relative_gain"]
+        severity = None
+        if res["temperature"] > 1.0 and res["p_value"] < self.threshold(ctx, "alpha"):
+            if rel >= self.threshold(ctx, "critical_log_loss_gain"):
+                severity = "critical"
+            elif rel >= self.threshold(ctx, "min_log_loss_gain"):
+                severity = "warning"
+        return {"source": "memorised_overconfidence", "severity": severity, "relative_gain": _round(rel),
+                "log_loss_before": _round(res["before"]), "log_loss_after": _round(res["after"]),
+                "temperature": _round(res["temperature"], 3), "p_value": res["p_value"],
+                "confidence": min(0.95, (1.0 - res["p_value"]) * (0.6 + 0.4 * min(1.0, rel / self.threshold(ctx, "critical_log_loss_gain")))),
+                "measured_on": res["split"],
+                "explains": make_explains("log_loss", res["before"] - res["after"], res["before"], f"the {res['split']} log-loss")}
+
+    def _val_loss_rose(self, ctx: Context, hist: dict | None) -> bool:
+        """The classic signature: validation loss up ``val_rise`` after its minimum while the training loss kept falling."""
+        return bool(hist is not None and hist["val_loss_rise"] >= self.threshold(ctx, "val_rise")
+                    and hist["epochs_after_best"] >= self.threshold(ctx, "min_epochs_after_best") and hist["train_loss_fell"])
+
+    def _accuracy_severity(self, ctx: Context, value: float, low: float, warn: float, warn_low: float) -> str | None:
+        if value >= self.threshold(ctx, "critical_gap") and low >= self.threshold(ctx, "critical_gap_low"):
+            return "critical"
+        if value >= warn and low > warn_low:
+            return "warning"
+        return None
+
+    # -- words ------------------------------------------------------------------------
+    def _ordinary(self, ctx: Context, evidence: dict, gap: dict | None, hist: dict | None) -> list[Finding]:
+        """No cost worth acting on: an info finding when the gap or the val-loss rise would catch the eye, else nothing."""
+        big_gap = gap is not None and gap["accuracy_gap"] >= self.threshold(ctx, "warn_gap") and gap["accuracy_gap_ci95"][0] > self.threshold(ctx, "warn_gap_low")
+        rise = self._val_loss_rose(ctx, hist)
+        if not (big_gap or rise):
+            return []
+        parts = []
+        if big_gap:
+            lead = (f"accuracy {gap['train_accuracy']:.2f} on train vs {gap['held_out_accuracy']:.2f} on {gap['held_out_split']}")
+            if "reference_accuracy" in gap:
+                parts.append(
+                    f"{lead}, against {gap['reference_accuracy']:.2f} for a linear model cross-validated on the same training "
+                    f"data (whose own train/held-out gap is {gap['reference_gap']:.2f})"
+                )
+            else:
+                parts.append(lead)
+        if rise:
+            words = f"validation loss rose {hist['val_loss_rise']:.0%} after epoch {hist['best_epoch']}"
+            if hist.get("weights_restored_to_best"):
+                words += ", but the final weights are those of that epoch"
+            elif "val_accuracy_at_best" in hist:
+                words += f" while validation accuracy went from {hist['val_accuracy_at_best']:.2f} to {hist['val_accuracy_last']:.2f}"
+            parts.append(words)
+        title = "The model fits its training data better than held-out data, at no cost worth acting on: " + "; ".join(parts)
+        _, fix = self._words(evidence, hist, {"source": "none"})
+        return [Finding(code="overfitting", severity="info", confidence=0.5, title=title, evidence=evidence, fix=fix, check=self.name)]
+
     @staticmethod
-    def _words(ev: dict, hist: dict | None, reasons: list[str]) -> tuple[str, str]:
-        if "accuracy" in reasons:
-            lo, hi = ev["accuracy_gap_ci95"]
+    def _words(ev: dict, hist: dict | None, cost: dict) -> tuple[str, str]:
+        source = cost["source"]
+        if source == "below_reference":
             title = (
-                f"The model fits its training data far better than held-out data: accuracy {ev['train_accuracy']:.2f} "
-                f"on train vs {ev['held_out_accuracy']:.2f} on {ev['held_out_split']} (gap {ev['accuracy_gap']:.2f}, 95% CI {lo:.2f} to {hi:.2f})"
+                f"The model generalises worse than the data allow: accuracy {ev['train_accuracy']:.2f} on train but "
+                f"{ev['held_out_accuracy']:.2f} on {ev['held_out_split']}, where a linear model cross-validated on the same "
+                f"training data reaches {ev['reference_accuracy']:.2f} on examples it did not see (and loses only "
+                f"{max(ev['reference_gap'], 0) * 100:.0f} points to them, against {ev['accuracy_gap'] * 100:.0f} here)"
             )
-        elif "log_loss" in reasons:
+        elif source == "early_stopping":
             title = (
-                f"Held-out log-loss is {ev['held_out_log_loss']:.2f} vs {ev['train_log_loss']:.2f} on train: "
-                f"the model is far surer on examples it was trained on"
+                f"Training went on past its best epoch: validation accuracy fell from {hist['val_accuracy_at_best']:.2f} at epoch "
+                f"{hist['best_epoch']} (lowest validation loss) to {hist['val_accuracy_last']:.2f} at the end while the training loss kept falling"
+            )
+        elif source == "memorised_overconfidence":
+            title = (
+                f"The model memorised its training data (accuracy {ev['train_accuracy']:.2f}, log-loss {ev['train_log_loss']:.2f} on train) "
+                f"and is overconfident on data it has not seen (accuracy {ev['held_out_accuracy']:.2f}, log-loss {ev['held_out_log_loss']:.2f} "
+                f"on {ev['held_out_split']}): rescaling its scores cuts the {cost['measured_on']} log-loss by {cost['relative_gain']:.0%}"
             )
         else:
+            lo, hi = ev.get("accuracy_gap_ci95", [0.0, 0.0])
             title = (
-                f"Validation loss rose {hist['val_loss_rise']:.0%} after epoch {hist['best_epoch']} while the training loss kept falling"
+                f"The model fits its training data far better than held-out data: accuracy {ev.get('train_accuracy', 0):.2f} "
+                f"on train vs {ev.get('held_out_accuracy', 0):.2f} on {ev.get('held_out_split')} (gap {ev.get('accuracy_gap', 0):.2f}, 95% CI {lo:.2f} to {hi:.2f})"
             )
         steps = []
-        if hist is not None and hist["epochs_after_best"] >= 2 and hist["val_loss_rise"] > 0.05:
+        if hist is not None and hist["epochs_after_best"] >= 2 and hist["val_loss_rise"] > 0.05 and not hist.get("weights_restored_to_best"):
             steps.append(f"stop at epoch {hist['best_epoch']} (early stopping on val_loss; val_loss {hist['val_loss_at_best']:.3g} there vs {hist['val_loss_last']:.3g} at the end)")
         steps.append("add regularisation (weight decay, dropout, data augmentation)")
         n_train = ev.get("n_train")
         steps.append(f"use more training data{f' (only {n_train} examples)' if n_train and n_train < 2000 else ''} or a smaller model")
+        if source == "memorised_overconfidence":
+            steps.append(f"until retrained, divide the logits by T={cost['temperature']:.2f} (see the overconfidence finding)")
         return title, "; ".join(s[0].upper() + s[1:] if i == 0 else s for i, s in enumerate(steps)) + "."
+
+
+def _held_out_rescaling(ctx: Context, split: SplitData) -> dict | None:
+    """Relative held-out NLL gain of temperature scaling (None with too few samples).
+
+    Measured as the calibration check measures it when the test split is
+    labelled (the temperature fitted on the validation split, or cross-fitted
+    on test, shared through ``ctx.cached("temperature")``), else two-fold
+    cross-fitted on ``split``.
+    """
+    from whylow.checks.calibration import CalibrationCheck, _fit_calibration, paired_nll_test
+    from whylow.fixes.temperature import TemperatureScaler, cross_fit, to_logits
+
+    test = ctx.test
+    if test.y is not None and test.probs is not None and test.n >= CalibrationCheck.min_samples and len(np.unique(test.y)) >= 2:
+        max_fit = int(ctx.option("calibration", "max_fit_samples", CalibrationCheck.max_fit_samples))
+        cal = ctx.cached("temperature", lambda: _fit_calibration(ctx, max_fit))
+        res = paired_nll_test(_nll_rows(test.y, test.probs), _nll_rows(test.y, cal["heldout"]["test"]))
+        res.update(temperature=float(cal["scaler"].temperature_), split="test")
+        return res
+    if split.n < CalibrationCheck.min_samples or len(np.unique(split.y)) < 2:
+        return None
+    z, kind = to_logits(probs=split.probs, dtype=np.float64)
+    make = lambda: TemperatureScaler(seed=ctx.seed)  # noqa: E731
+    scaled, halves = cross_fit(make, split.y, z, seed=ctx.seed, kind=kind)
+    res = paired_nll_test(_nll_rows(split.y, split.probs), _nll_rows(split.y, scaled))
+    res.update(temperature=float(np.exp(np.mean([math.log(h.temperature_) for h in halves]))), split=split.name)
+    return res
 
 
 def headline_hidden(y_true: np.ndarray, n_classes: int, min_lift: float = 0.2) -> tuple[bool, float]:

@@ -30,14 +30,21 @@ The curve heuristics (`analyse_loss_curve`), in order of precedence:
   and is still falling at least half as fast at the end (mean slope of the
   last 3 epochs) as on average: the optimiser crawls.
 
-Severity: nan and diverged-with-no-learning are critical; jump, oscillating
-and slow are warnings, raised to the ``underfitting`` level (warning or
-critical) when the model also fits its training data poorly, since the
-learning rate is then the cause of that underfitting and carries its
-evidence; stuck (with a learnable reference) is critical. Slow and stuck
-without a reference, or with a reference that finds no signal, are not
-reported: a curve that barely moves on unlearnable labels is not a
-learning-rate problem.
+Severity from effect: a curve shape is evidence, not a cost. The cost of a
+bad learning rate is a model that fits its training data poorly, so a
+warning needs one: the ``underfitting`` level (warning or critical, the
+underfitting check's rule: at least 10 points below a cross-validated linear
+reference) is taken over when the model fits poorly, since the learning rate
+is then the cause of that underfitting and carries its evidence (the ranking
+attaches the underfitting finding to it, and ``explains`` is its deficit).
+A curve that cannot have left a usable model is critical on its own: NaN,
+divergence to a final loss no better than predicting the class frequencies,
+and stuck (with a learnable reference). A jump, an oscillation or a
+divergence after which the model still fits its training data (or whose
+fit cannot be measured: no training predictions) is ``info``. Slow requires
+a poor fit. Slow and stuck without a reference, or with a reference that
+finds no signal, are not reported: a curve that barely moves on unlearnable
+labels is not a learning-rate problem.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ import math
 import numpy as np
 
 from whylow.checks import Check, register
-from whylow.checks.fit import _round, fit_evidence, prior_nll, reference_has_signal
+from whylow.checks.fit import _round, fit_evidence, prior_nll, reference_has_signal, underfitting_explains
 from whylow.context import Context
 from whylow.report.finding import Finding
 
@@ -198,14 +205,7 @@ class LearningRateCheck(Check):
             return []  # unlearnable (or unknown) labels: a flat curve is not the learning rate's fault
         if verdict == "slow" and not poor_fit:
             return []
-        if verdict == "nan":
-            severity = "critical"
-        elif verdict == "diverged":
-            severity = "critical" if (learned_nothing or poor_fit) else "warning"
-        elif verdict == "stuck":
-            severity = "critical"
-        else:
-            severity = fit_level if poor_fit else "warning"
+        severity = _severity(verdict, fit_level if poor_fit else None, learned_nothing)
         evidence = {k: v for k, v in res.items() if v is not None}
         evidence["prior_log_loss"] = _round(p_nll)
         lrs = [v for v in h.get("lr", []) if v is not None and math.isfinite(v)]
@@ -245,4 +245,15 @@ class LearningRateCheck(Check):
             target = f"from {lr:.3g} to about {lr * 10:.3g}" if lr is not None else "by about 10×"
             fix = f"Raise the learning rate {target} (or run a learning-rate range test) and train until the loss levels off."
         confidence = {"nan": 0.97, "diverged": 0.9, "stuck": 0.8, "jump": 0.75, "oscillating": 0.75, "slow": 0.7}[verdict]
-        return [Finding(code="learning-rate", severity=severity, confidence=confidence, title=title, evidence=evidence, fix=fix, check=self.name)]
+        explains = underfitting_explains(ctx, fit) if poor_fit and fit is not None else None
+        return [Finding(code="learning-rate", severity=severity, confidence=confidence, title=title, evidence=evidence, fix=fix,
+                        check=self.name, explains=explains)]
+
+
+def _severity(verdict: str, poor_fit_level: str | None, learned_nothing: bool) -> str:
+    """Severity from effect (module docstring): what the curve did to the model, not the curve's shape."""
+    if verdict in ("nan", "stuck") or (verdict == "diverged" and learned_nothing):
+        return "critical"
+    if poor_fit_level is not None:
+        return "critical" if verdict == "diverged" else poor_fit_level
+    return "info"

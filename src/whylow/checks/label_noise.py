@@ -48,8 +48,27 @@ agrees:
   witnesses only count if they carry signal: Cohen's kappa between the
   model's and the proxy's predicted classes must reach ``min_kappa`` (when
   the labels are unpredictable, both are at chance and agree with each
-  other only by chance). Warning: ``p < alpha``, kappa ``>= min_kappa`` and
-  confirmed fraction ``>= min_rate``; critical: ``>= critical_rate``.
+  other only by chance). Two weak classifiers (a memorising network and a
+  linear proxy on hard photos) share many confident errors on clean labels,
+  far above 2%; what tells wrong labels apart is that they spare no
+  confidence level. So the model's own held-out disagreement must confirm
+  the effect: among its most confident predictions (the top 10%, at least
+  20 rows, `top_confident_disagreement`) the labels disagree at least
+  ``min_rate``, significantly above ``base_rate`` (binomial, ``p < alpha``).
+  At a noise rate ``r`` the top rows disagree with about ``r`` of their
+  labels while the overall error rate is ``r`` plus the model's own errors,
+  so their ratio estimates the share of the model's errors that wrong labels
+  explain; it must reach ``min_error_share`` (a third: a cause that explains
+  less of the errors is not what makes the predictions low), and stay below
+  one half (most confident predictions contradicting the labels is no
+  signal, not noise). And the two witnesses must agree with each other more
+  often than the better of them agrees with the labels (one-sided sign test
+  on the examples where the two differ, ``p < alpha``): with right labels
+  that needs them to share most of their errors; wrong labels make it the
+  rule (both predict the true class).
+  Warning: ``p < alpha``, kappa ``>= min_kappa``, confirmed fraction ``>=
+  min_rate`` and the model's confirmation; critical: ``>= critical_rate``.
+  Without the model's confirmation it is ``info``.
 * Evaluation split without inputs (predictions only): the model's flags
   alone, behind a stricter gate. Wrong labels hit the model's most confident
   predictions as often as any others, while the errors of a weak or
@@ -62,8 +81,11 @@ agrees:
   most confident predictions contradict the labels, the labels carry no
   signal for this model: that is no-signal, not noise). At most a warning.
 * Training split: the proxy's flagged fraction on train (cross-fitted) is
-  compared with the same proxy fitted on all of train and applied to an
-  evaluation split. Both measure the proxy's own errors; train labels are
+  compared with what the same fold proxies (each fitted on 4/5 of train)
+  flag on an evaluation split, averaged over the folds. Both measure the
+  proxy's own errors at the same training size (a proxy fitted on all of
+  train would be stronger on the evaluation split, and small clean training
+  sets would look noisy); train labels are
   noisier than the evaluation labels when the train fraction is higher by at
   least ``min_rate`` (one-sided two-proportion z-test, ``p < alpha``) and
   the proxy carries signal (kappa with the training labels ``>=
@@ -72,6 +94,10 @@ agrees:
   labels without an evaluation split to compare with) is reported as
   evidence only: a weak proxy's disagreements cannot be told from label
   errors.
+
+``explains``: on an evaluation split, the flagged fraction (each flagged
+example counts as a model error that a right label would undo), of the
+split's error rate; for training labels, the proxy's verified gain.
 
 Verification: on an evaluation split, the model's accuracy on all examples
 vs without the flagged examples (the measured effect of excluding them, not
@@ -91,7 +117,7 @@ from whylow.checks import Check, register
 from whylow.checks.leakage import scan_split
 from whylow.context import Context
 from whylow.inputs.prepare import SplitData
-from whylow.report.finding import Finding
+from whylow.report.finding import Finding, make_explains
 
 __all__ = [
     "LabelNoiseCheck",
@@ -101,6 +127,8 @@ __all__ = [
     "cross_fitted_probs",
     "estimate_noise_rate",
     "find_label_issues",
+    "fold_proxies",
+    "top_confident_disagreement",
 ]
 
 _SEVERITY_RANK = {None: -1, "info": 0, "warning": 1, "critical": 2}
@@ -364,16 +392,30 @@ def cross_fitted_probs(features: np.ndarray, y_true: np.ndarray, n_classes: int,
     -------
     ndarray of shape (n_samples, n_classes)
     """
+    return fold_proxies(features, y_true, n_classes, n_folds, seed, max_fit)[0]
+
+
+def fold_proxies(features: np.ndarray, y_true: np.ndarray, n_classes: int, n_folds: int = 5,
+                 seed: int = 0, max_fit: int = 10000) -> tuple[np.ndarray, list[ProxyLDA]]:
+    """`cross_fitted_probs` and the fold proxies behind them (each fitted without its fold).
+
+    Returns
+    -------
+    probs : ndarray of shape (n_samples, n_classes)
+    proxies : list of ProxyLDA, one per fold
+    """
     fold = _stratified_folds(y_true, n_folds, seed)
     rng = np.random.default_rng(seed + 1)
     out = np.empty((len(y_true), n_classes))
+    proxies = []
     for f in range(n_folds):
         fit = np.flatnonzero(fold != f)
         if len(fit) > max_fit:
             fit = np.sort(rng.choice(fit, size=max_fit, replace=False))
         held = fold == f
-        out[held] = ProxyLDA(n_classes).fit(features[fit], y_true[fit]).predict_proba(features[held])
-    return out
+        proxies.append(ProxyLDA(n_classes).fit(features[fit], y_true[fit]))
+        out[held] = proxies[-1].predict_proba(features[held])
+    return out, proxies
 
 
 def _fit_proxy(features: np.ndarray, y_true: np.ndarray, n_classes: int, seed: int, max_fit: int = 10000) -> ProxyLDA:
@@ -388,6 +430,38 @@ def _kappa(a: np.ndarray, b: np.ndarray, n_classes: int) -> float:
     agree = float(np.mean(a == b))
     chance = float(np.dot(np.bincount(a, minlength=n_classes), np.bincount(b, minlength=n_classes))) / len(a) ** 2
     return (agree - chance) / (1.0 - chance) if chance < 1.0 else 0.0
+
+
+def top_confident_disagreement(y_true: np.ndarray, probs: np.ndarray, fraction: float = 0.1, min_rows: int = 20) -> dict:
+    """How often the labels contradict the model's most confident predictions.
+
+    Wrong labels hit the most confident predictions as often as any others;
+    the errors of a weak or overconfident model concentrate on its less
+    confident ones.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,)
+    probs : ndarray of shape (n_samples, n_classes)
+    fraction : float
+        Share of the rows, most confident first, that is looked at ...
+    min_rows : int
+        ... but at least this many (all rows when there are fewer).
+
+    Returns
+    -------
+    dict
+        ``n_top``, ``confidence`` (their mean top probability) and
+        ``disagreement`` (fraction whose label is not the predicted class).
+    """
+    conf = probs.max(axis=1)
+    n_top = min(len(y_true), max(min_rows, int(len(y_true) * fraction)))
+    top = np.argsort(-conf, kind="stable")[:n_top]
+    return {
+        "n_top": int(n_top),
+        "confidence": float(conf[top].mean()),
+        "disagreement": float((probs[top].argmax(axis=1) != y_true[top]).mean()),
+    }
 
 
 def _binom_p(k: int, n: int, p0: float) -> float:
@@ -417,6 +491,8 @@ class LabelNoiseCheck(Check):
     min_kappa = 0.4
     #: Training split: agreement (kappa) of the proxy's predictions with the training labels needed to trust its flags.
     min_proxy_kappa = 0.2
+    #: Share of the model's errors that the labels its most confident predictions contradict must account for.
+    min_error_share = 1 / 3
     #: Confirmed flagged fraction that makes the finding critical.
     critical_rate = 0.10
     #: Predictions-only: flagged fraction, and disagreement among the 10% most confident predictions, needed.
@@ -462,7 +538,17 @@ class LabelNoiseCheck(Check):
             {"split": worst["split"], "index": e["index"], "caption": f"given {e['given']}, likely {e['suggested']}"}
             for e in worst.get("examples", [])
         ])
-        return [Finding("label-noise", worst["severity"], conf, title, evidence, fix, verified)]
+        return [Finding("label-noise", worst["severity"], conf, title, evidence, fix, verified, explains=self._explains(worst))]
+
+    @staticmethod
+    def _explains(r: dict) -> dict | None:
+        """On an evaluation split every flagged example is a model "error" that a right label would undo, of all its errors."""
+        if "accuracy_all" in r:
+            return make_explains("accuracy", r["flagged_rate"], 1.0 - r["accuracy_all"], f"a perfect score on the {r['split']} labels")
+        v = r.get("verified")
+        if v is not None:
+            return make_explains("accuracy", v["after"] - v["before"], None, "the proxy trained with the flagged labels")
+        return None
 
     # -- per split -------------------------------------------------------------
     def _proxy_ok(self, ctx: Context, s: SplitData) -> bool:
@@ -532,10 +618,32 @@ class LabelNoiseCheck(Check):
                 source=f"model's out-of-sample predictions, confirmed by a proxy ({_proxy_desc(s)} within the {s.name} split)",
                 proxy_accuracy=round(float((proxy_pred == s.y).mean()), 4),
                 model_proxy_kappa=round(kappa, 4),
+                model_proxy_agreement=round(float((proxy_pred == suggested).mean()), 4),
+                model_accuracy=round(float((suggested == s.y).mean()), 4),
                 n_flagged=int(confirmed.sum()),
                 flagged_rate=round(rate, 4),
                 p_value=p_value,
             )
+            top = top_confident_disagreement(s.y, probs)
+            p_top = _binom_p(int(round(top["disagreement"] * top["n_top"])), top["n_top"], self.threshold(ctx, "base_rate"))
+            res.update(top_confidence=round(top["confidence"], 4), top_disagreement=round(top["disagreement"], 4),
+                       n_top=top["n_top"], top_p_value=p_top)
+            # the model's own most confident predictions must contradict the labels too: wrong labels spare no
+            # confidence level, a weak model's errors do; their rate there estimates the noise rate, which must
+            # account for a real share of the model's errors
+            error_rate = float((suggested != s.y).mean())
+            res["error_share_of_top_disagreement"] = round(top["disagreement"] / error_rate, 4) if error_rate > 0 else None
+            # and with right labels no two classifiers agree with each other more often than the better one agrees
+            # with the labels (short of sharing most of their errors); wrong labels make them do so
+            agree = proxy_pred == suggested
+            better = suggested if error_rate <= float((proxy_pred != s.y).mean()) else proxy_pred
+            agreement, label_agreement = float(agree.mean()), float((better == s.y).mean())
+            # sign test on the examples where the two comparisons differ
+            p_agree = _binom_p(int((agree & (better != s.y)).sum()), int((agree != (better == s.y)).sum()), 0.5)
+            res["agreement_p_value"] = p_agree
+            model_confirms = (p_top < alpha and self.threshold(ctx, "min_rate") <= top["disagreement"] < 0.5
+                              and top["disagreement"] >= self.threshold(ctx, "min_error_share") * error_rate
+                              and agreement > label_agreement and p_agree < alpha)
             severity = None
             if kappa < self.threshold(ctx, "min_kappa"):
                 res["note"] = (
@@ -544,8 +652,15 @@ class LabelNoiseCheck(Check):
                 )
             elif rate >= self.threshold(ctx, "min_rate"):
                 severity = "info"
-                if p_value < alpha:
+                if p_value < alpha and model_confirms:
                     severity = "critical" if rate >= self.threshold(ctx, "critical_rate") else "warning"
+                elif p_value < alpha:
+                    res["note"] = (
+                        f"not confirmed by the model: its {top['n_top']} most confident predictions disagree with "
+                        f"{top['disagreement']:.0%} of their labels (error rate {error_rate:.0%}), and it agrees with the proxy on "
+                        f"{agreement:.0%} of the examples against {label_agreement:.0%} with the labels: the flagged examples "
+                        "are ones both classifiers find hard, not wrong labels"
+                    )
             conf = min(0.97, 1.0 - p_value) * min(1.0, rate / self.threshold(ctx, "min_rate"))
             flagged = confirmed
         else:
@@ -553,12 +668,10 @@ class LabelNoiseCheck(Check):
             # label errors do not spare the model's most confident predictions; a weak or
             # overconfident model's errors do: test the disagreement rate of the top decile
             # against what its confidence allows (calibrated errors plus a margin)
-            conf_all = probs.max(axis=1)
-            top = np.argsort(-conf_all, kind="stable")[: max(1, s.n // 10)]
-            c_top = float(conf_all[top].mean())
-            d_top = float((suggested[top] != s.y[top]).mean())
+            top = top_confident_disagreement(s.y, probs, min_rows=1)
+            c_top, d_top = top["confidence"], top["disagreement"]
             null = min(1.0 - c_top + self.threshold(ctx, "model_only_base_rate"), 1.0)
-            p_value = _binom_p(int(round(d_top * len(top))), len(top), null)
+            p_value = _binom_p(int(round(d_top * top["n_top"])), top["n_top"], null)
             res.update(
                 source="model's out-of-sample predictions only (no inputs x to confirm with a proxy)",
                 n_flagged=int(model_flags.sum()),
@@ -594,7 +707,7 @@ class LabelNoiseCheck(Check):
     def _train_split(self, ctx: Context, train: SplitData) -> dict | None:
         k = ctx.n_classes
         feats = self._features(ctx, train)
-        probs = cross_fitted_probs(feats, train.y, k, seed=ctx.seed)
+        probs, proxies = fold_proxies(feats, train.y, k, seed=ctx.seed)
         joint = confident_joint(train.y, probs)
         flagged = find_label_issues(train.y, probs, joint)
         rate = float(flagged.mean())
@@ -620,14 +733,15 @@ class LabelNoiseCheck(Check):
             return res
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            proxy = _fit_proxy(feats, train.y, k, ctx.seed)
             ref_feats = self._features(ctx, ref)
+            # like with like: the same fold proxies that scored train (each fitted on 4/5 of it) score the comparison
+            # split; a proxy fitted on all of train would be stronger there and make train look noisier than it is
+            ref_rate = float(np.mean([find_label_issues(ref.y, m.predict_proba(ref_feats)).mean() for m in proxies]))
+            proxy = _fit_proxy(feats, train.y, k, ctx.seed)
             ref_probs = proxy.predict_proba(ref_feats)
-        ref_flags = find_label_issues(ref.y, ref_probs)
-        ref_rate = float(ref_flags.mean())
         excess = rate - ref_rate
         n1, n0 = train.n, ref.n
-        pooled = (flagged.sum() + ref_flags.sum()) / (n1 + n0)
+        pooled = (flagged.sum() + ref_rate * n0) / (n1 + n0)
         se = np.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n1 + 1 / n0))
         p_value = float(stats.norm.sf(excess / se))
         res.update(

@@ -87,6 +87,7 @@ from scipy import stats
 
 from whylow import metrics
 from whylow.checks import Check, register
+from whylow.checks.fit import validation_shortfall
 from whylow.context import Context
 from whylow.fixes.priors import (
     adjust_priors,
@@ -97,7 +98,7 @@ from whylow.fixes.priors import (
     logit_adjust,
     smoothed_priors,
 )
-from whylow.report.finding import Finding
+from whylow.report.finding import Finding, make_explains
 
 __all__ = ["LabelShiftCheck", "ClassImbalanceCheck", "imbalance_explains_shift", "total_variation"]
 
@@ -198,6 +199,17 @@ def _named(values: np.ndarray, names: list[str], digits: int = 3) -> dict:
 
 def _score(y: np.ndarray, probs: np.ndarray) -> dict:
     return {"accuracy": metrics.accuracy(y, probs), "log_loss": metrics.log_loss(y, probs)}
+
+
+def _prior_correction_explains(ctx: Context, evidence: dict) -> dict | None:
+    """What the cross-fitted prior correction recovers: accuracy (of the test shortfall against validation) or log-loss."""
+    pc = evidence.get("prior_correction")
+    if pc is None:
+        return None
+    acc_gain = pc["accuracy_after"] - pc["accuracy_before"]
+    if acc_gain > 0 and pc["accuracy_gain_99ci"][0] > 0:
+        return make_explains("accuracy", acc_gain, validation_shortfall(ctx), "validation (at the training priors)")
+    return make_explains("log_loss", pc["log_loss_before"] - pc["log_loss_after"], pc["log_loss_before"], "the test log-loss")
 
 
 def _pick_verified(before: dict, after: dict, note: str) -> dict:
@@ -317,7 +329,7 @@ class LabelShiftCheck(Check):
             "(whylow.fixes.priors.adjust_priors), with q from labelled deployment data or estimated without labels by "
             "EM (whylow.fixes.priors.em_priors) or BBSE (bbse_priors); or re-train/fine-tune with data sampled at the deployment priors."
         )
-        return [Finding("label-shift", severity, confidence, title, evidence, fix, verified)]
+        return [Finding("label-shift", severity, confidence, title, evidence, fix, verified, explains=_prior_correction_explains(ctx, evidence))]
 
     # -- measurement ---------------------------------------------------------
     def _verify_with_labels(self, ctx: Context, y: np.ndarray, probs: np.ndarray, pi: np.ndarray, evidence: dict) -> dict:
@@ -586,7 +598,10 @@ class ClassImbalanceCheck(Check):
             f"Training set is imbalanced ({skew}) and its {n_min} minority "
             f"class{'es are' if n_min > 1 else ' is'} under-predicted: recall {rec_min:.0%} vs {rec_maj:.0%}"
         )
-        return [Finding("class-imbalance", severity, confidence, title, evidence, self._fix(counts, names, tau, ba_before, ba_after), verified)]
+        # what logit adjustment recovers, of the balanced accuracy lost against the majority classes' recall
+        explains = make_explains("balanced_accuracy", gain, rec_maj - ba_before, "the majority classes' recall")
+        return [Finding("class-imbalance", severity, confidence, title, evidence, self._fix(counts, names, tau, ba_before, ba_after), verified,
+                        explains=explains)]
 
     def _info(self, ratio, evidence, counts, names, verified=None, but: str = "minority classes are not clearly under-predicted on test data") -> Finding:
         skew = f"max/min class count {ratio:.1f}×" if np.isfinite(ratio) else f"{int((counts == 0).sum())} class(es) without any training example"

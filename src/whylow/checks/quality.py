@@ -23,7 +23,8 @@ more, and for any non-finite value or corrupt file; otherwise info.
 Same-label duplicates warn only at ``duplicate_warn_fraction`` (10 %).
 When affected test examples have labels and predictions, the accuracy on
 the test split without them is reported as ``verified`` (the fix: drop or
-repair them).
+repair them), and the accuracy they cost as ``explains``, of the test
+shortfall against the validation split when it is labelled.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 
 from whylow import metrics
 from whylow.checks import Check, register
-from whylow.report.finding import Finding
+from whylow.checks.fit import validation_shortfall
+from whylow.report.finding import Finding, make_explains
 from whylow.summaries import row_hashes, split_summary
 
 __all__ = ["DataQualityCheck", "duplicate_groups"]
@@ -250,7 +252,11 @@ class DataQualityCheck(Check):
                 evidence["accuracy_on_affected_test_examples"] = round(float(metrics.accuracy(test.y[~keep], test.probs[~keep])), 4)
                 verified = {"metric": "accuracy", "before": float(before), "after": float(after)}
         confidence = 0.95 if kind in ("nonfinite", "constant", "corrupt", "conflicting-duplicates", "single-class") else 0.8
-        return Finding("data-quality", severity, confidence, titles[kind], evidence=evidence, fix=fixes[kind], verified=verified)
+        explains = None
+        if verified is not None:  # the accuracy the affected test examples cost, of the shortfall against validation
+            explains = make_explains("accuracy", verified["after"] - verified["before"], validation_shortfall(ctx), "validation")
+        return Finding("data-quality", severity, confidence, titles[kind], evidence=evidence, fix=fixes[kind], verified=verified,
+                       explains=explains)
 
     def _affected_test_rows(self, ctx, kind: str) -> np.ndarray | None:
         s = ctx.test

@@ -29,7 +29,8 @@ Method
 A finding needs ``p < alpha`` (0.01) **and** a held-out gain of at least
 ``min_gain`` (0.03); it is ``critical`` when the gain is at least
 ``critical_gain`` (0.10). Its ``verified`` entry is the test metric before
-and after.
+and after, and ``explains`` the balanced-accuracy gain (the shortfall a
+misplaced cut causes, with no whole to share it of).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 from whylow.checks import Check, register
 from whylow.context import Context
 from whylow.fixes.threshold import cross_fit_thresholds, fit_threshold, paired_gain_test, threshold_metrics
-from whylow.report.finding import Finding
+from whylow.report.finding import Finding, make_explains
 
 __all__ = ["DecisionThresholdCheck"]
 
@@ -144,5 +145,6 @@ class DecisionThresholdCheck(Check):
                 evidence=evidence,
                 fix=fix,
                 verified={"metric": metric if metric == "balanced_accuracy" else "f1", "before": res["before"], "after": res["after"]},
+                explains=make_explains("balanced_accuracy", res["gain"]) if metric == "balanced_accuracy" else None,
             )
         ]
