@@ -44,9 +44,17 @@ fully determined by an integer seed:
   ``_after_*`` functions). Input faults (``preprocessing-mismatch``,
   ``covariate-shift``) pass an effect gate: the model's accuracy and log-loss
   on the clean and the faulted test inputs are compared, and a draw that costs
-  less than 5 accuracy points and less than 10 % log-loss is redrawn (from a
-  generator seeded by the case seed, so deterministically). What was injected
-  and its measured effect are in the scenario's ``notes``.
+  less than 5 accuracy points and less than 10 % log-loss (or 0.05 nats) is
+  redrawn (from a generator seeded by the case seed, so deterministically).
+  Other faults have their own gate: a temperature left in must cost log-loss,
+  an underfit model must score 10 points below a healthy one trained on the
+  same data, a down-weighted positive class must leave 0.5 at least 5 points
+  of balanced accuracy short of the best threshold. A fault that fails its
+  gate is kept but marked (``notes["effect"]["gate"]`` starts with
+  "failed"), and the benchmark excludes it from scoring. What was injected
+  and its measured effect are in the scenario's ``notes``; ``notes["fit"]``
+  holds the trained model's train / validation accuracy, gap and own
+  temperature.
 
 * **healthy cases** (``fault=None``): the same grid, with two variants that
   must stay quiet: ``late-rise`` (trained past its best epoch without early
