@@ -478,11 +478,16 @@ def estimate_image_mismatch(
     est.evidence["lattice"] = chosen["lattice"]
     if est.residual_offset_sd > 0.1:
         direction = "darker" if float(np.mean(est.residual_offset)) < 0 else "brighter"
+        raw = ""
+        divisor = cand.params.get("train_divisor")
+        if cand.kind == "scale" and divisor and divisor != 1:
+            raw = f" (= {_fmt(float(np.mean(np.abs(est.residual_offset))) * divisor, 3)}/{_fmt(divisor)})"
         est.evidence["residual_offset"] = [_r(v) for v in est.residual_offset]
         est.evidence["residual_offset_sd"] = _r(est.residual_offset_sd, 3)
         est.evidence["explanation"] = (
             f"{cand.words}; after undoing that, {name} inputs are still {direction} than {ref_name} inputs by "
-            f"{_fmt(est.residual_offset_sd, 2)} {ref_name} pixel SD: a remaining difference judged by covariate-shift"
+            f"{_fmt(float(np.mean(np.abs(est.residual_offset))), 3)}{raw} in {ref_name} units ({_fmt(est.residual_offset_sd, 2)} "
+            f"{ref_name} pixel SD): a remaining difference judged by covariate-shift"
         )
     return est
 
