@@ -37,7 +37,11 @@ with it.
    map of the data, not a lighting change: the value lattices agree with
    it (test step = scale × reference step), or, when the lattices cannot
    tell, undoing it leaves at most ``max_residual_ratio`` times the natural
-   distance. Of the recovering candidates the best accuracy wins; within
+   distance. Every candidate must also remove at least half of the test
+   inputs' distance to the reference beyond the natural one: a model may
+   gain a few points from a flip of inputs nobody flipped (test-time
+   augmentation), but a real bug shows in the inputs too.
+   Of the recovering candidates the best accuracy wins; within
    ``tie_accuracy`` of it the most common bug is named (255 before 256).
    The winner is then combined once with each other family's recovering
    candidates (BGR *and* /255), kept when that recovers significantly more.
@@ -499,6 +503,15 @@ def _deterministic(entry: dict, d_nat: float, opt: dict) -> bool:
     return entry["lattice"] == "supports" or entry["distance"] <= opt["max_residual_ratio"] * d_nat
 
 
+def _closer(entry: dict, d_id: float, d_nat: float) -> bool:
+    """Undoing the bug removes at least half of the test inputs' distance to the reference beyond the natural one.
+
+    A model can gain a few points from a flip or a contrast stretch of inputs that were never changed (test-time
+    augmentation); a real bug also shows in the inputs, and undoing it brings them back.
+    """
+    return d_id > d_nat and entry["distance"] <= d_nat + 0.5 * (d_id - d_nat)
+
+
 def _recovers(res: dict, n_tests: int, opt: dict, target: dict | None = None) -> bool:
     """Significant, practically large, and (with a validation target) closing ``min_share`` of the gap to it."""
     gain = res["accuracy_after"] - res["accuracy_before"]
@@ -536,7 +549,7 @@ def _choose_by_model(scored: list[dict], scorer: ModelScorer, d_id: float, d_nat
          "p_accuracy": _r(min(1.0, e["result"]["p_accuracy"] * m), 3), "distance": _r(e["distance"], 4)}
         for e in table
     ]
-    recovering = [e for e in trial if _recovers(e["result"], m, opt, scorer.target) and _deterministic(e, d_nat, opt)]
+    recovering = [e for e in trial if _recovers(e["result"], m, opt, scorer.target) and _deterministic(e, d_nat, opt) and _closer(e, d_id, d_nat)]
     if not recovering:
         return None
     best = _best(recovering, opt)
