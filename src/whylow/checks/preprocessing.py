@@ -277,6 +277,8 @@ class ModelScorer:
     base: np.ndarray | None = None
     #: The model's accuracy and log-loss where its inputs are right (validation), when known.
     target: dict | None = None
+    #: (correct, n, majority rate) of the model on validation (else training) data, when known.
+    skill: tuple | None = None
 
     def __post_init__(self):
         if self.base is None:
@@ -335,6 +337,8 @@ def _lattice_verdict(t, ref_lattices, tst_lattices, tol: float = 0.002) -> str:
     """
     if not isinstance(t, InputTransform) or not ref_lattices or not tst_lattices:
         return "unknown"
+    if np.all(np.abs(np.log(np.abs(t.scale))) < 0.02):
+        return "unknown"  # an unchanged step says nothing about a map that keeps the scale (inversion, centring)
     verdicts = []
     for c in range(t.n_channels):
         r = ref_lattices[t.perm[c]] if t.perm[c] < len(ref_lattices) else None
@@ -602,15 +606,22 @@ def _choose_by_distance(scored: list[dict], d_id: float, d_nat: float, opt: dict
 
 
 def _informative(scorer: ModelScorer, alpha: float) -> bool:
-    """Whether the model does better than predicting the most frequent class on the scorer's rows (one-sided binomial test)."""
+    """Whether the model beats predicting the most frequent class (one-sided binomial test) where its inputs are right.
+
+    That is on validation (else training) data when known (``scorer.skill``): a model at chance on a broken
+    test split can still arbitrate, since undoing the right bug restores it. Else on the scorer's own rows.
+    """
     from scipy.stats import binomtest
 
-    n = len(scorer.y)
-    if n < 10:
+    if scorer.skill is not None:
+        hits, n, chance = scorer.skill
+    else:
+        n = len(scorer.y)
+        hits = int(np.sum(scorer.base.argmax(axis=1) == scorer.y))
+        chance = float(np.bincount(scorer.y).max() / n) if n else 1.0
+    if n < 10 or chance >= 1:
         return False
-    hits = int(np.sum(scorer.base.argmax(axis=1) == scorer.y))
-    chance = float(np.bincount(scorer.y).max() / n)
-    return chance < 1 and binomtest(hits, n, chance, alternative="greater").pvalue < alpha
+    return binomtest(int(hits), int(n), chance, alternative="greater").pvalue < alpha
 
 
 def estimate_transform(ref: InputSummary, tst: InputSummary, *, ref_name: str = "train", name: str = "test", options: dict | None = None) -> TransformEstimate:
@@ -754,6 +765,18 @@ def _finite_rows(x: np.ndarray) -> np.ndarray:
     return x[_finite_mask(x)]
 
 
+def _skill(ctx, name: str) -> tuple | None:
+    """(correct, n, majority rate) of the model on validation, else training, predictions."""
+    for other in ("val", "train"):
+        sp = ctx.split(other)
+        if other != name and sp is not None and sp.y is not None and sp.probs is not None and sp.n:
+            est = ctx.cache.get(f"preprocessing:{other}")
+            if est is not None and getattr(est, "is_mismatch", False):
+                continue
+            return int((sp.probs.argmax(axis=1) == sp.y).sum()), int(sp.n), float(np.bincount(sp.y).max() / sp.n)
+    return None
+
+
 def _validation_target(ctx, name: str) -> dict | None:
     """The model's accuracy and log-loss on validation data, the level a fixed test split should approach."""
     val = ctx.split("val")
@@ -789,7 +812,7 @@ def _image_estimate(ctx, name: str, ref_name: str, opt: dict) -> TransformEstima
     if ctx.model is not None and s.y is not None:
         sel = rows[: int(opt["max_select_rows"])]
         try:
-            scorer = ModelScorer(ctx.predict_probs, np.asarray(s.x[sel]), s.y[sel], s.layout, target=_validation_target(ctx, name))
+            scorer = ModelScorer(ctx.predict_probs, np.asarray(s.x[sel]), s.y[sel], s.layout, target=_validation_target(ctx, name), skill=_skill(ctx, name))
         except Exception:  # noqa: BLE001 - a model that cannot run on the inputs leaves the label-free path
             scorer = None
     ref_sum, tst_sum = split_summary(ctx, ref_name), split_summary(ctx, name)
