@@ -90,3 +90,22 @@ def run_whylow(whylow_exe):
         )
 
     return run
+
+
+def load_detection_benchmark():
+    """``benchmarks/detection.py`` imported as a module (once per session; it is a script, not a package)."""
+    import importlib.util
+
+    name = "whylow_bench_detection"
+    if name in sys.modules:
+        return sys.modules[name]
+    bench = ROOT / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location(name, bench / "detection.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve their module through sys.modules
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(bench))

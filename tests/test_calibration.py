@@ -53,7 +53,22 @@ def _mine(report):
 
 @pytest.fixture(scope="module")
 def over(diagnosed):
+    return diagnosed("memorised")
+
+
+@pytest.fixture(scope="module")
+def sharpened(diagnosed):
     return diagnosed("overconfidence")
+
+
+def test_sharpened_logits_are_overconfidence_first_fixed_by_temperature(sharpened, validate_report):
+    sc, report = sharpened
+    top = report.findings[0]
+    assert top.code == "overconfidence" and top.severity == "critical", [(f.code, f.severity, f.title) for f in report.findings]
+    assert top.evidence["temperature"] == pytest.approx(3.0, rel=0.35)  # the sharpening the scenario left in
+    assert top.verified["metric"] == "log_loss" and top.verified["after"] < 0.8 * top.verified["before"]
+    assert not [f for f in report.findings if f.code == "overfitting" and f.severity != "info"]
+    validate_report(report.to_dict())
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +79,7 @@ def under(diagnosed):
 def test_overconfidence_scenario_is_found_under_the_memorising_that_causes_it(over, validate_report):
     sc, report = over
     (top,) = [f for f in report.findings if f.code == "overconfidence"]
-    assert sc.expected == "overconfidence"
+    assert sc.expected == "overfitting"
     # the model memorised 10 images per class: the overconfidence is a consequence of that overfitting, ranked under it
     assert top.explained_by == "overfitting" and report.findings.index(top) == 1, [(f.code, f.severity, f.title) for f in report.findings]
     assert top.severity == "critical"

@@ -7,15 +7,11 @@ registered check, score the findings), without the peers.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("torch")
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import load_detection_benchmark  # noqa: E402
 
 #: (scenario, the code it must yield first); None: healthy, no warning/critical finding at all.
 SUBSET = [
@@ -26,19 +22,7 @@ SUBSET = [
 ]
 
 
-def _load_detection():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("whylow_bench_detection", BENCH / "detection.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
-
-
-detection = _load_detection()
+detection = load_detection_benchmark()
 
 
 @pytest.fixture(scope="module")

@@ -8,31 +8,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
+from conftest import load_detection_benchmark  # noqa: E402
 from whylow.scenarios import grid  # noqa: E402 - after the torch skip
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SKIMAGE_MISSING = importlib.util.find_spec("skimage") is None
 SKIMAGE_REASON = "scikit-image is not installed: the skimage-photos source needs it (pip install -e '.[bench]')"
-
-
-def _load_detection():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("whylow_bench_detection_grid", BENCH / "detection.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 # -- sampling ---------------------------------------------------------------------------------------
@@ -212,7 +198,7 @@ def test_a_late_rise_keeps_accuracy_within_a_point():
 
 # -- the benchmark's grid mode ----------------------------------------------------------------------
 def test_grid_mode_runs_end_to_end(tmp_path, capsys):
-    detection = _load_detection()
+    detection = load_detection_benchmark()
     out = tmp_path / "grid.json"
     code = detection.main(["--grid", "dev", "--faults", "1", "--healthy", "1", "--max-train", "120",
                            "--max-epochs", "6", "--json", str(out)])
@@ -228,7 +214,7 @@ def test_grid_mode_runs_end_to_end(tmp_path, capsys):
 
 
 def test_grid_plan_splits_seed_sets_and_round_robins_codes():
-    detection = _load_detection()
+    detection = load_detection_benchmark()
     plan = detection.grid_plan("heldout", 18, 2)
     assert [f for _, f in plan[:16]] == list(grid.FAULT_CODES) and plan[16][1] == grid.FAULT_CODES[0]
     assert all(s in grid.HELDOUT_SEEDS for s, _ in plan)
@@ -236,7 +222,7 @@ def test_grid_plan_splits_seed_sets_and_round_robins_codes():
 
 
 def test_preprocessing_naming_rule():
-    detection = _load_detection()
+    detection = load_detection_benchmark()
     match = detection.candidate_matches
     assert match({"kind": "scale", "factor": 255 / 127}, {"kind": "scale", "factor": 2.0})
     assert not match({"kind": "scale", "factor": 255.0}, {"kind": "scale", "factor": 256.0 * 1.03})

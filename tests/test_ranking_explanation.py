@@ -183,7 +183,7 @@ def test_one_epoch_underfit_model_underfitting_first_underconfidence_its_consequ
 
 def test_overfit_overconfident_model_overfitting_first_overconfidence_its_consequence(diagnosed, validate_report):
     """10 digits per class memorised over 100 epochs: the overconfidence on held-out data comes from the memorising."""
-    _, report = diagnosed("overconfidence")
+    _, report = diagnosed("memorised")
     assert_top(report, "overfitting")
     top = report.findings[0]
     assert top.severity in ("warning", "critical") and top.evidence["train_accuracy"] >= 0.99

@@ -105,8 +105,8 @@ EXPLAINS: dict[str, dict[str, _Condition]] = {
         "decision-threshold": _always,
         "label-shift": _imbalance_meets_balanced_test,
     },
-    # new class priors move the best binary threshold
-    "label-shift": {"decision-threshold": _always},
+    # new class priors move the best binary threshold, and scores calibrated for the old mix are off on the new one
+    "label-shift": {"decision-threshold": _always, **{code: _miscalibrated_on_test_only for code in _CALIBRATION}},
     # a learning rate too high or too low is why the model under- or overfits
     "learning-rate": {"underfitting": _always, "overfitting": _always},
     # a model far below what the data allows hedges: its low scores are bad classification

@@ -20,6 +20,7 @@ __all__ = [
     "make_cnn",
     "make_mlp",
     "train_torch",
+    "train_epoch",
     "torch_probs",
     "healthy_digits",
     "digits_splits",
@@ -149,21 +150,9 @@ def _train(torch, model, x, y, x_val, y_val, epochs, lr, batch_size, weight_deca
     if x_val is not None:
         history.update(val_loss=[], val_accuracy=[])
     for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total, correct, seen = 0.0, 0, 0
-        for start in range(0, len(xt), batch_size):
-            idx = perm[start : start + batch_size]
-            out = model(xt[idx])
-            loss = loss_fn(out, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((out.argmax(1) == yt[idx]).sum())
-            seen += len(idx)
-        history["loss"].append(total / seen)
-        history["accuracy"].append(correct / seen)
+        loss_sum, correct = train_epoch(torch, model, xt, yt, loss_fn, opt, batch_size, gen)
+        history["loss"].append(loss_sum / len(xt))
+        history["accuracy"].append(correct / len(xt))
         history["lr"].append(lr)
         if x_val is not None:
             probs = torch_probs(model, x_val)
@@ -172,6 +161,23 @@ def _train(torch, model, x, y, x_val, y_val, epochs, lr, batch_size, weight_deca
             history["val_accuracy"].append(float((probs.argmax(1) == y_val).mean()))
     model.eval()
     return history
+
+
+def train_epoch(torch, model, xt, yt, loss_fn, opt, batch_size: int, gen) -> tuple[float, int]:
+    """One epoch of minibatch training in a random order; returns (summed loss, correct predictions)."""
+    model.train()
+    perm = torch.randperm(len(xt), generator=gen)
+    total, correct = 0.0, 0
+    for start in range(0, len(xt), batch_size):
+        idx = perm[start : start + batch_size]
+        out = model(xt[idx])
+        loss = loss_fn(out, yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+        correct += int((out.argmax(1) == yt[idx]).sum())
+    return total, correct
 
 
 def torch_probs(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:

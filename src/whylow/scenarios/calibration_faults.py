@@ -3,10 +3,14 @@
 Each injects its fault through the way the model is trained, not by editing
 its outputs afterwards:
 
-- ``overconfidence``: a CNN with a wide dense head, trained 100 epochs with no
-  regularisation on 10 images per class. It memorises them (training loss
-  near 0), its logits keep growing, and on held-out digits it claims ~97%
-  confidence while being right ~90% of the time.
+- ``overconfidence``: the healthy CNN deployed with its logits multiplied by
+  3 (a sharpening temperature left in the exported model): as accurate as
+  before, far surer of itself. Temperature scaling undoes it exactly.
+- ``memorised`` (``overfitting``): a CNN with a wide dense head, trained 100
+  epochs with no regularisation on 10 images per class. It memorises them
+  (training loss near 0), its logits keep growing, and on held-out digits it
+  claims ~97% confidence while being right ~90% of the time: overconfidence
+  as a consequence of the overfitting.
 - ``underconfidence``: a CNN trained with label smoothing 0.4. It classifies
   ~96% of test digits correctly but its top score averages ~0.5: low
   predictions that are right.
@@ -25,9 +29,9 @@ import numpy as np
 
 from whylow.inputs import Split
 from whylow.scenarios import Scenario, scenario
-from whylow.scenarios.base import digits_images, digits_splits, make_cnn, split_indices, train_torch
+from whylow.scenarios.base import digits_images, digits_splits, healthy_digits, make_cnn, split_indices, train_torch
 
-__all__ = ["decision_threshold_digits", "overconfident_cnn", "underconfident_cnn", "wide_head_cnn"]
+__all__ = ["decision_threshold_digits", "memorised_cnn", "overconfident_cnn", "underconfident_cnn", "wide_head_cnn"]
 
 
 def wide_head_cnn(in_channels: int = 1, n_classes: int = 10, width: int = 16, size: int = 16, seed: int = 0):
@@ -42,20 +46,20 @@ def _per_class_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 @scenario(
-    "overconfidence",
-    "overconfidence",
-    "A wide-head CNN trained 100 epochs without regularisation on 10 digits per class: held-out confidence far above accuracy.",
+    "memorised",
+    "overfitting",
+    "A wide-head CNN trained 100 epochs without regularisation on 10 digits per class: it memorises them, and its held-out confidence far exceeds its accuracy.",
 )
-def overconfident_cnn(seed: int = 0, per_class: int = 10, epochs: int = 100, width: int = 16) -> Scenario:
-    """Overconfidence from memorising a small training set (no weight decay, no early stopping)."""
+def memorised_cnn(seed: int = 0, per_class: int = 10, epochs: int = 100, width: int = 16) -> Scenario:
+    """Overfitting by memorising a small training set (no weight decay, no early stopping); overconfidence is its consequence."""
     (xtr, ytr), (xva, yva), (xte, yte) = digits_splits(seed)
     idx = _per_class_subset(ytr, per_class, seed)
     xtr, ytr = xtr[idx], ytr[idx]
     model = wide_head_cnn(1, 10, width, seed=seed)
     history = train_torch(model, xtr, ytr, x_val=xva, y_val=yva, epochs=epochs, lr=3e-3, seed=seed)
     return Scenario(
-        name="overconfidence",
-        expected="overconfidence",
+        name="memorised",
+        expected="overfitting",
         train=Split(x=xtr, y=ytr),
         val=Split(x=xva, y=yva),
         test=Split(x=xte, y=yte),
@@ -63,9 +67,44 @@ def overconfident_cnn(seed: int = 0, per_class: int = 10, epochs: int = 100, wid
         history=history,
         class_names=[str(k) for k in range(10)],
         notes={
-            "fault": "overconfidence",
+            "fault": "overfitting (memorisation)",
             "mechanism": f"{per_class} training images per class, {epochs} epochs, Adam lr 3e-3, no weight decay, no early stopping",
             "architecture": f"wide-head cnn width {width}",
+            "related": ["overconfidence"],
+            "seed": seed,
+        },
+    )
+
+
+@scenario(
+    "overconfidence",
+    "overconfidence",
+    "The healthy CNN deployed with its logits multiplied by 3 (a sharpening temperature left in the exported model): right as often, far surer.",
+)
+def overconfident_cnn(seed: int = 0, magnitude: float = 3.0) -> Scenario:
+    """A well-trained CNN whose deployed logits are ``magnitude`` times too large: pure overconfidence, no overfitting."""
+    import copy
+
+    import torch
+
+    healthy = healthy_digits(seed=seed)
+    model = copy.deepcopy(healthy.model)
+    head = model[-1]
+    with torch.no_grad():
+        head.weight.mul_(float(magnitude))
+        head.bias.mul_(float(magnitude))
+    return Scenario(
+        name="overconfidence",
+        expected="overconfidence",
+        train=healthy.train,
+        val=healthy.val,
+        test=healthy.test,
+        model=model,
+        history=healthy.history,
+        class_names=healthy.class_names,
+        notes={
+            "fault": "overconfidence",
+            "mechanism": f"the healthy CNN's final layer multiplied by {magnitude:g} after training (softmax temperature 1/{magnitude:g} left in the deployed model)",
             "seed": seed,
         },
     )

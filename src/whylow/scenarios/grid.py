@@ -87,8 +87,9 @@ import numpy as np
 
 from whylow.errors import require
 from whylow.inputs import Split
+from whylow.report.finding import CODES
 from whylow.scenarios import Scenario
-from whylow.scenarios.base import make_cnn, torch_probs
+from whylow.scenarios.base import make_cnn, torch_probs, train_epoch
 
 __all__ = [
     "ARCHITECTURES",
@@ -117,24 +118,7 @@ STORAGES = ("uint8-nhwc", "float01-nhwc", "float01-nchw", "standardised-nhwc", "
 ARCHITECTURES = ("cnn", "cnn-bn", "mlp", "logreg")
 
 #: The closed list of finding codes (design.md §3), each one a fault the grid injects.
-FAULT_CODES = (
-    "preprocessing-mismatch",
-    "covariate-shift",
-    "label-shift",
-    "class-imbalance",
-    "label-noise",
-    "overconfidence",
-    "underconfidence",
-    "underfitting",
-    "overfitting",
-    "no-signal",
-    "train-test-leakage",
-    "misleading-metric",
-    "decision-threshold",
-    "learning-rate",
-    "small-sample",
-    "data-quality",
-)
+FAULT_CODES = CODES
 
 #: ``notes["preprocessing"]["kind"]`` values of preprocessing faults.
 PREPROCESSING_KINDS = (
@@ -1132,18 +1116,7 @@ def _fit_loop(torch, model, x, y, x_val, y_val, epochs, lr, seed, patience, labe
     hist = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "lr": []}
     best, best_epoch, best_state, waited, snaps = np.inf, 0, None, 0, []
     for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total, correct = 0.0, 0
-        for start in range(0, len(xt), batch_size):
-            idx = perm[start : start + batch_size]
-            out = model(xt[idx])
-            loss = loss_fn(out, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((out.argmax(1) == yt[idx]).sum())
+        total, correct = train_epoch(torch, model, xt, yt, loss_fn, opt, batch_size, gen)
         probs = torch_probs(model, x_val)
         hist["loss"].append(total / len(xt))
         hist["accuracy"].append(correct / len(xt))
@@ -1553,6 +1526,8 @@ def _before_underfitting(b: _Build) -> None:
         "tiny-lr": f"underfitting: Adam lr {p['lr']:.2g} for {p['max_epochs']} epochs",
         "tiny-capacity": f"underfitting: {b.case.arch} of width {b.case.width}",
     }[v]
+    if v == "tiny-lr":
+        b.notes["equivalent"] = ["learning-rate"]  # the injected cause is a learning rate too low: either name is right
 
 
 def _before_overfitting(b: _Build) -> None:
