@@ -1748,6 +1748,27 @@ def _after_healthy(b: _Build) -> None:
         b.notes["healthy"] = "float test inputs quantised to the 1/255 grid (np.round(x * 255) / 255); nothing else"
     else:
         b.notes["healthy"] = "trained with early stopping on validation loss, best weights restored"
+    _calibrate_healthy(b)
+
+
+#: A healthy model's validation temperature lies within these bounds; outside them it is temperature-scaled.
+HEALTHY_TEMPERATURE = (0.8, 1.25)
+
+
+def _calibrate_healthy(b: _Build) -> None:
+    """Temperature-scale a healthy model whose validation temperature is outside `HEALTHY_TEMPERATURE`.
+
+    A model left over- or underconfident by early stopping has a real calibration fault (whylow is right to
+    flag it), so a *healthy* case ends as a careful practitioner's pipeline does: with its logits divided by
+    the temperature fitted on validation data (Guo et al. 2017). The temperature is recorded in the notes.
+    """
+    t = _temperature(_logits(b.model, b.stored["val"], b.enc.layout, b.case.arch), b.y["val"])  # of the final weights
+    lo, hi = HEALTHY_TEMPERATURE
+    if lo <= t <= hi:
+        return
+    _scale_logits(b.model, 1.0 / t)
+    b.notes["healthy"] += f"; temperature-scaled on validation data (T={t:.2f})"
+    b.notes["fit"]["calibrated_temperature"] = round(t, 3)
 
 
 def _stop_late(b: _Build) -> None:
