@@ -1815,6 +1815,7 @@ def _after_underfitting(b: _Build) -> None:
         _store_and_train(b)
         own_val = _accuracy(_predict(b.model, b.stored["val"], b.enc.layout, case.arch), b.y["val"])
         b.notes["fault"] += "; not underfit enough, so retrained with Adam lr 3e-6 for 5 epochs"
+        b.notes["equivalent"] = ["learning-rate"]  # now a learning rate too low: either name is right
         effect.update(val_accuracy=round(own_val, 4), retrained=True)
     effect["gate"] = "passed" if own_val <= ref_val - 0.10 else "failed: no worse than a healthy model"
     b.notes["effect"] = effect
