@@ -271,3 +271,12 @@ def test_tabular_standardisation_in_training_only():
     assert "Standardise test features" in est.fix
     same = estimate_transform(ref, summarise((raw_te - mean) / std, layout="tabular"))
     assert not same.is_mismatch
+
+
+def test_two_bugs_at_once_are_both_named(photos):
+    """BGR *and* raw 0-255 values: undoing the scale alone recovers part, undoing both recovers the rest."""
+    x_tr, y_tr, x_te, y_te, model = photos
+    est = _estimate(x_tr, np.ascontiguousarray(x_te[..., ::-1] * 255.0), layout="NHWC", model=model, y_test=y_te)
+    assert est.is_mismatch and set(est.parts) == {"scale", "channel-order"}, (est.parts, est.evidence.get("candidates_tried"))
+    assert est.candidate.params["also"] == {"kind": "channel-order", "order": [2, 1, 0]}
+    np.testing.assert_allclose(est.pre.invert(x_te[..., ::-1] * 255.0, "NHWC"), x_te, atol=1e-5)
