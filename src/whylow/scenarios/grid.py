@@ -1793,20 +1793,46 @@ def _stop_late(b: _Build) -> None:
     _measure_fit(b)
 
 
-def _after_underfitting(b: _Build) -> None:
-    """Gate: the underfit model must score at least 10 points below a healthy model trained on the same data.
-
-    Otherwise it is retrained with Adam at lr 3e-6 for 5 epochs (barely moving from its initial weights).
-    """
+def _healthy_val_accuracy(b: _Build) -> float:
+    """Validation accuracy of a healthy model (the case's architecture at its healthy width, Adam 3e-3, early stopping)."""
     case = b.case
     healthy = copy.deepcopy(case)
     healthy.width = case.params.get("healthy_width", case.width)
     healthy.params.update(lr=3e-3, max_epochs=_epoch_budget(healthy))
     ref = _make_model(healthy, b.enc, b.n_outputs)
     view = lambda s: _model_view(b.stored[s], b.enc.layout, case.arch)  # noqa: E731
-    h_ref, _ = _fit(ref, view("train"), b.y["train"], view("val"), b.y["val"], epochs=healthy.params["max_epochs"],
-                    lr=3e-3, seed=case.seed, patience=_patience(case), batch_size=int(case.params["batch_size"]))
-    ref_val = _accuracy(_predict(ref, b.stored["val"], b.enc.layout, case.arch), b.y["val"])
+    _fit(ref, view("train"), b.y["train"], view("val"), b.y["val"], epochs=healthy.params["max_epochs"],
+         lr=3e-3, seed=case.seed, patience=_patience(case), batch_size=int(case.params["batch_size"]))
+    return _accuracy(_predict(ref, b.stored["val"], b.enc.layout, case.arch), b.y["val"])
+
+
+def _after_overfitting(b: _Build) -> None:
+    """Gate: the model must have fitted its training data (accuracy at least 0.9) at least 5 points better than validation.
+
+    A memorising run that diverged instead (a learning rate too high for the architecture) injected no overfitting.
+    """
+    fit = b.notes["fit"]
+    gap = fit["train_accuracy"] - fit["val_accuracy"]
+    ok = fit["train_accuracy"] >= 0.9 and gap >= 0.05
+    b.notes["effect"] = {"train_accuracy": fit["train_accuracy"], "val_accuracy": fit["val_accuracy"], "gap": round(gap, 4),
+                         "gate": "passed" if ok else "failed: the model did not overfit (it did not fit its training data, or generalised as well)"}
+
+
+def _after_learning_rate(b: _Build) -> None:
+    """Gate: training at the drawn learning rate must cost at least 5 validation accuracy points against a healthy model."""
+    ref_val = _healthy_val_accuracy(b)
+    own_val = _accuracy(_predict(b.model, b.stored["val"], b.enc.layout, b.case.arch), b.y["val"])
+    b.notes["effect"] = {"healthy_val_accuracy": round(ref_val, 4), "val_accuracy": round(own_val, 4),
+                         "gate": "passed" if own_val <= ref_val - 0.05 else "failed: the learning rate did not hurt"}
+
+
+def _after_underfitting(b: _Build) -> None:
+    """Gate: the underfit model must score at least 10 points below a healthy model trained on the same data.
+
+    Otherwise it is retrained with Adam at lr 3e-6 for 5 epochs (barely moving from its initial weights).
+    """
+    case = b.case
+    ref_val = _healthy_val_accuracy(b)
     own_val = _accuracy(_predict(b.model, b.stored["val"], b.enc.layout, case.arch), b.y["val"])
     effect = {"healthy_val_accuracy": round(ref_val, 4), "val_accuracy": round(own_val, 4), "retrained": False}
     if own_val > ref_val - 0.10:
@@ -1823,6 +1849,8 @@ def _after_underfitting(b: _Build) -> None:
 
 _AFTER: dict[str | None, Callable[[_Build], None]] = {
     "underfitting": _after_underfitting,
+    "overfitting": _after_overfitting,
+    "learning-rate": _after_learning_rate,
     "preprocessing-mismatch": _after_input_fault,
     "covariate-shift": _after_input_fault,
     "overconfidence": _after_logits,
