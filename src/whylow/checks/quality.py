@@ -21,6 +21,10 @@ Severity, per kind, by the affected fraction of the split: critical at
 ``critical_fraction`` (5 %) or more; warning at ``warn_fraction`` (0.5 %) or
 more, and for any non-finite value or corrupt file; otherwise info.
 Same-label duplicates warn only at ``duplicate_warn_fraction`` (10 %).
+Constant *test* images with labels and predictions are judged by what they
+cost instead: a warning when leaving them out raises test accuracy by
+``min_cost`` (2 points), critical from ``critical_drop`` (5 points); a few
+uniform crops of sky that cost a point are info.
 When affected test examples have labels and predictions, the accuracy on
 the test split without them is reported as ``verified`` (the fix: drop or
 repair them), and the accuracy they cost as ``explains``, of the test
@@ -98,6 +102,9 @@ class DataQualityCheck(Check):
     warn_fraction = 0.005
     critical_fraction = 0.05
     duplicate_warn_fraction = 0.10
+    #: Constant test images: accuracy they must cost for a warning (2 points), for critical (5 points).
+    min_cost = 0.02
+    critical_drop = 0.05
     min_single_class = 20
 
     def run(self, ctx) -> list[Finding]:
@@ -251,12 +258,27 @@ class DataQualityCheck(Check):
                 evidence["accuracy_without_affected_test_examples"] = round(float(after), 4)
                 evidence["accuracy_on_affected_test_examples"] = round(float(metrics.accuracy(test.y[~keep], test.probs[~keep])), 4)
                 verified = {"metric": "accuracy", "before": float(before), "after": float(after)}
+        if kind == "constant" and verified is not None:
+            severity = self._constant_severity(ctx, by_split, verified["after"] - verified["before"])
         confidence = 0.95 if kind in ("nonfinite", "constant", "corrupt", "conflicting-duplicates", "single-class") else 0.8
         explains = None
         if verified is not None:  # the accuracy the affected test examples cost, of the shortfall against validation
             explains = make_explains("accuracy", verified["after"] - verified["before"], validation_shortfall(ctx), "validation")
         return Finding("data-quality", severity, confidence, titles[kind], evidence=evidence, fix=fixes[kind], verified=verified,
                        explains=explains)
+
+    def _constant_severity(self, ctx, by_split: dict, cost: float) -> str:
+        """Constant test images judged by what they cost: critical from ``critical_drop``, a warning from ``min_cost``.
+
+        A few uniform crops (a patch of sky or of black space) are images like any other; they are a reason for low
+        predictions only when they cost accuracy. Constant images in training or validation data keep the fraction rule.
+        """
+        order = ("info", "warning", "critical")
+        by_cost = "critical" if cost >= self.threshold(ctx, "critical_drop") else "warning" if cost >= self.threshold(ctx, "min_cost") else "info"
+        others = [v["fraction"] for name, v in by_split.items() if name != "test"]
+        worst = max(others, default=0.0)
+        by_fraction = "critical" if worst >= self.threshold(ctx, "critical_fraction") else "warning" if worst >= self.threshold(ctx, "warn_fraction") else "info"
+        return max(by_cost, by_fraction, key=order.index)
 
     def _affected_test_rows(self, ctx, kind: str) -> np.ndarray | None:
         s = ctx.test
