@@ -87,6 +87,11 @@ def normalisation_scenario(seed: int = 0, magnitude: float = 255 / 127) -> Scena
     )
 
 
+#: The benchmark's magnitudes: real divisor mix-ups (/128, /127 instead of /255; raw 0-255 left undivided), not
+#: arbitrary factors such as x1.5, which no pipeline step produces and whylow's closed list does not name.
+normalisation_scenario.magnitudes = (255 / 128, 255 / 127, 255.0)
+
+
 @scenario("missing-normalisation", "preprocessing-mismatch", "Training images mean/std normalised, test images left raw in [0, 1].")
 def missing_normalisation_scenario(seed: int = 0, magnitude: float = 1.0) -> Scenario:
     """Train and validation are ``(x - mean) / std`` with the training statistics; test skips it.
