@@ -60,7 +60,6 @@ import math
 
 import numpy as np
 
-from whylow import metrics
 from whylow.checks import Check, register
 from whylow.checks.preprocessing import aligned_probs, aligned_summary, explains_dict, preprocessing_estimate
 from whylow.report.finding import Finding
