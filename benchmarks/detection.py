@@ -362,18 +362,15 @@ def run_case(case: Case, peers: bool = True, timeout: float | None = 300.0) -> C
     """
     res = CaseResult(case)
     t0 = time.perf_counter()
-    try:
+    def build():
         spec = scenario_specs()[0].get(case.scenario)
         if spec is None:
             raise LookupError(f"scenario {case.scenario!r} is not registered")
-        scn = call_with_timeout(lambda: spec.build(**case.params), timeout)
-    except CallTimeout as exc:
-        res.status, res.error = "timeout", f"build {exc}"
+        return spec.build(**case.params)
+
+    scn = build_and_time(res, build, timeout, t0)
+    if scn is None:
         return res
-    except Exception as exc:  # noqa: BLE001 - a broken scenario is a row in the table, not a crash
-        res.status, res.error = "build failed", _one_line(exc)
-        return res
-    res.seconds["build"] = time.perf_counter() - t0
     report = diagnose_and_score(res, scn, case.expected, case.params.get("seed", 0), timeout)
     if report is None:
         return res
@@ -382,6 +379,20 @@ def run_case(case: Case, peers: bool = True, timeout: float | None = 300.0) -> C
         res.peers = run_peers(scn)
         res.seconds["peers"] = time.perf_counter() - t2
     return res
+
+
+def build_and_time(res: CaseResult, build, timeout: float | None, t0: float):
+    """``build()`` under ``timeout``; the scenario, or None with a timeout or an error recorded in ``res``."""
+    try:
+        scn = call_with_timeout(build, timeout)
+    except CallTimeout as exc:
+        res.status, res.error = "timeout", f"build {exc}"
+        return None
+    except Exception as exc:  # noqa: BLE001 - a broken case is a row in the table, not a crash
+        res.status, res.error = "build failed", _one_line(exc)
+        return None
+    res.seconds["build"] = time.perf_counter() - t0
+    return scn
 
 
 def diagnose_and_score(res: CaseResult, scn, expected: str | None, seed: int, timeout: float | None):
@@ -863,18 +874,12 @@ def run_grid_case(seed: int, fault: str | None, timeout: float | None = 300.0, m
     ref = GridRef(seed, fault, f"{seed} {fault or 'healthy'}")
     res = GridResult(ref)
     t0 = time.perf_counter()
-    try:
-        case = shrink_case(sample_case(seed, fault=fault), max_train, max_epochs)
-        ref.label = case.label
-        res.meta = {"source": case.source, "storage": case.storage, "arch": case.arch, "variant": case.variant}
-        scn = call_with_timeout(lambda: build_case(case), timeout)
-    except CallTimeout as exc:
-        res.status, res.error = "timeout", f"build {exc}"
+    case = shrink_case(sample_case(seed, fault=fault), max_train, max_epochs)
+    ref.label = case.label
+    res.meta = {"source": case.source, "storage": case.storage, "arch": case.arch, "variant": case.variant}
+    scn = build_and_time(res, lambda: build_case(case), timeout, t0)
+    if scn is None:
         return res
-    except Exception as exc:  # noqa: BLE001 - a broken case is a row in the table, not a crash
-        res.status, res.error = "build failed", _one_line(exc)
-        return res
-    res.seconds["build"] = time.perf_counter() - t0
     res.meta = _grid_meta(case, scn.notes)
     ref.label = scn.notes.get("label", ref.label)
     report = diagnose_and_score(res, scn, fault, seed, timeout)

@@ -31,7 +31,7 @@ from whylow.inputs.files import (
 )
 from whylow.inputs.split import Split
 
-__all__ = ["load_split", "load_npz", "load_image_folder", "load_prediction_table", "load_class_names", "IMAGE_EXTENSIONS"]
+__all__ = ["load_split", "load_npz", "load_image_folder", "load_prediction_table", "load_class_names", "distinct_class_names", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _NPZ_KEYS = ("x", "y", "probs", "logits")
@@ -532,14 +532,18 @@ def load_class_names(path) -> list[str]:
         names = [str(n) for n in names]
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
+    return distinct_class_names(names, f"The class-names file {str(p)!r}")
+
+
+def distinct_class_names(names: list[str], what: str) -> list[str]:
+    """``names`` when there are at least two and none repeats; else an `InvalidInputError` naming ``what``."""
     if len(names) < 2:
-        raise InvalidInputError(f"The class-names file {str(p)!r} names {len(names)} class(es); at least 2 are needed.")
+        raise InvalidInputError(f"{what} names {len(names)} class(es); at least 2 are needed.")
     seen: dict[str, int] = {}
     for i, n in enumerate(names):
         if n in seen:
             raise InvalidInputError(
-                f"The class-names file {str(p)!r} names the class {n!r} twice (entries {seen[n] + 1} and {i + 1}); "
-                "class names must be unique."
+                f"{what} names the class {n!r} twice (entries {seen[n] + 1} and {i + 1}); class names must be unique."
             )
         seen[n] = i
     return names

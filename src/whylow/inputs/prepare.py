@@ -13,7 +13,7 @@ import numpy as np
 from whylow.errors import InvalidInputError
 from whylow.inputs.detect import infer_layout, predictions_to_probs, to_nhwc
 from whylow.inputs.files import as_path
-from whylow.inputs.loaders import load_split
+from whylow.inputs.loaders import distinct_class_names, load_split
 from whylow.inputs.split import Split
 
 __all__ = ["SplitData", "as_split", "prepare_splits", "SPLIT_NAMES"]
@@ -262,16 +262,7 @@ def check_class_names(class_names, what: str = "class_names") -> list[str] | Non
         if isinstance(n, bool) or not isinstance(n, (str, int)):
             raise InvalidInputError(f"{what}[{i}] must be a string, got {type(n).__name__}.")
         names.append(str(n))
-    if len(names) < 2:
-        raise InvalidInputError(f"{what} names {len(names)} class(es); at least 2 are needed.")
-    seen: dict[str, int] = {}
-    for i, n in enumerate(names):
-        if n in seen:
-            raise InvalidInputError(
-                f"{what}: the class {n!r} appears twice (at positions {seen[n]} and {i}); class names must be unique."
-            )
-        seen[n] = i
-    return names
+    return distinct_class_names(names, what)
 
 
 def max_label_without_predictions(n_labels: int) -> int:
