@@ -21,9 +21,12 @@ with it.
    is that of the validation inputs to the reference (else of two halves
    of the reference); every candidate's distance is that of the test
    inputs with the candidate undone.
-4. **With a model and labels (verified).** Each candidate is undone on the
-   same ``max_select_rows`` test rows and the model is re-run (value
-   candidates: the ``max_value_candidates`` closest to the reference). A
+4. **With a model and labels (verified).** Only candidates whose undoing
+   brings the test inputs back (at least half of their distance beyond the
+   natural one removed; see below) are run: a healthy split costs no model
+   run. Each is undone on the same ``max_select_rows`` test rows and the
+   model is re-run (value candidates: the ``max_value_candidates`` closest
+   to the reference). A
    candidate recovers when, against the model's outputs on the inputs as
    they are, accuracy rises (one-sided exact McNemar test on the changed
    predictions) by at least ``min_gain`` and log-loss does not rise, or
@@ -43,8 +46,10 @@ with it.
    augmentation), but a real bug shows in the inputs too.
    Of the recovering candidates the best accuracy wins; within
    ``tie_accuracy`` of it the most common bug is named (255 before 256).
-   The winner is then combined once with each other family's recovering
-   candidates (BGR *and* /255), kept when that recovers significantly more.
+   The winner is then combined with a bug of another family when undoing
+   both brings the inputs closer still (BGR *and* raw 0-255 values); the
+   model is re-run on the two closest such pairs, and a pair is kept when it
+   recovers significantly more than the winner alone.
    The finding is verified on the whole split (``max_verify_samples``):
    accuracy and log-loss before and after, with a 95 % interval of the
    accuracy gain. It explains the part of the validation-to-test accuracy
