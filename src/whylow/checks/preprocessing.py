@@ -87,7 +87,7 @@ from whylow.checks import Check, register
 from whylow.fixes.pipeline_bugs import Candidate, compose, other_candidates, value_candidates
 from whylow.fixes.preprocessing import GeometricTransform, InputTransform, rerun_on_fixed
 from whylow.inputs.detect import to_nhwc
-from whylow.report.finding import Finding
+from whylow.report.finding import Finding, make_explains
 from whylow.summaries import InputSummary, split_summary
 
 __all__ = [
@@ -99,7 +99,6 @@ __all__ = [
     "preprocessing_estimate",
     "aligned_summary",
     "aligned_probs",
-    "explains_dict",
 ]
 
 Q_LEVELS = np.round(np.linspace(0.01, 0.99, 99), 6)
@@ -1036,17 +1035,4 @@ class PreprocessingCheck(Check):
         shortfall = None
         if s.name == "test" and val is not None and val.y is not None and val.probs is not None:
             shortfall = float((val.probs.argmax(axis=1) == val.y).mean()) - paired["accuracy_before"]
-        return explains_dict("accuracy", gain, shortfall, "validation")
-
-
-def explains_dict(metric: str, gap: float, shortfall: float | None, against: str) -> dict | None:
-    """``{"metric", "gap", "share", "shortfall", "against"}``: ``gap`` of the ``shortfall`` is explained (None if nothing)."""
-    if gap is None or not math.isfinite(gap) or gap <= 0:
-        return None
-    out = {"metric": metric, "gap": round(float(gap), 4), "share": None}
-    if shortfall is not None and math.isfinite(shortfall):
-        out["shortfall"] = round(float(shortfall), 4)
-        if shortfall > 0:
-            out["share"] = round(min(1.0, gap / shortfall), 4)
-    out["against"] = against
-    return out
+        return make_explains("accuracy", gain, shortfall, "validation")

@@ -61,8 +61,8 @@ import math
 import numpy as np
 
 from whylow.checks import Check, register
-from whylow.checks.preprocessing import aligned_probs, aligned_summary, explains_dict, preprocessing_estimate
-from whylow.report.finding import Finding
+from whylow.checks.preprocessing import aligned_probs, aligned_summary, preprocessing_estimate
+from whylow.report.finding import Finding, make_explains
 from whylow.summaries import PROPERTIES, split_summary
 
 __all__ = ["CovariateShiftCheck", "holm", "domain_classifier"]
@@ -288,7 +288,7 @@ class CovariateShiftCheck(Check):
         self._artifacts(ctx, drift, ref_name, test.is_image, aligned)
         finding = Finding("covariate-shift", severity, confidence, title, evidence=evidence, fix=fix)
         if explained is not None:
-            finding.explains = explains_dict("accuracy", explained, acc_info.get("drop_vs_val"), "validation")
+            finding.explains = make_explains("accuracy", explained, acc_info.get("drop_vs_val"), "validation")
         return [finding]
 
     def _severity(self, ctx, explained: float | None, acc_info: dict, dom: dict | None) -> str:

@@ -195,21 +195,20 @@ def as_path(value, what: str) -> Path:
     return Path(text)
 
 
+#: File types in the order they are tested, with their words.
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISREG, "a regular file"),
+)
+
+
 def file_kind(mode: int) -> str:
     """What a file of ``st_mode`` is, in words: ``'a directory'``, ``'a named pipe (FIFO)'``, ..."""
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    return "not a regular file"
+    return next((words for is_kind, words in _FILE_KINDS if is_kind(mode)), "not a regular file")
 
 
 def _link_words(path: Path) -> str:
