@@ -144,3 +144,13 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "out" / "r.json"
     write_atomic(target, "{}")
     assert target.read_text() == "{}" and [p.name for p in target.parent.iterdir()] == ["r.json"]
+
+
+def test_the_packaged_schema_is_the_contracts_copy():
+    from conftest import CONTRACT_SCHEMA_PATH
+
+    from whylow.report import report_schema
+
+    if not CONTRACT_SCHEMA_PATH.exists():
+        pytest.skip(f"the design contract's schema {CONTRACT_SCHEMA_PATH} is not in this checkout (it lives in ../shared)")
+    assert report_schema() == json.loads(CONTRACT_SCHEMA_PATH.read_text())

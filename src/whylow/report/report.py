@@ -17,9 +17,20 @@ import numpy as np
 from whylow._version import __version__
 from whylow.report.finding import SEVERITIES, CheckStatus, Finding
 
-__all__ = ["Report", "SCHEMA_ID", "check_output_path", "check_outputs", "to_jsonable", "write_atomic"]
+__all__ = ["Report", "SCHEMA_ID", "check_output_path", "check_outputs", "report_schema", "to_jsonable", "write_atomic"]
 
 SCHEMA_ID = "whylow.report/1"
+
+
+def report_schema() -> dict:
+    """The JSON Schema of the report, as shipped inside the package (a copy of the design contract's).
+
+    Returns
+    -------
+    dict
+        The schema, for ``jsonschema.validate(report.to_dict(), report_schema())``.
+    """
+    return json.loads((Path(__file__).with_name("report.schema.json")).read_text(encoding="utf-8"))
 
 
 def to_jsonable(value):
