@@ -9,7 +9,13 @@ import pytest
 
 import whylow
 from whylow import metrics
-from whylow.checks.calibration import CalibrationCheck, gap_test, paired_nll_test
+from whylow.checks.calibration import (
+    CalibrationCheck,
+    calibrated_null_test,
+    gap_test,
+    paired_nll_test,
+    temperature_lr_test,
+)
 from whylow.context import Context
 from whylow.errors import InvalidInputError
 from whylow.fixes.temperature import (
@@ -198,6 +204,64 @@ def test_a_shift_between_classes_is_not_called_a_temperature_problem():
     assert report.findings[0].code == "decision-threshold"
 
 
+def _run_check(test_y, test_z, val_y, val_z, seed=0):
+    splits, names = prepare_splits({"test": whylow.Split(y=test_y, logits=test_z), "val": whylow.Split(y=val_y, logits=val_z)})
+    ctx = Context(splits=splits, n_classes=len(names), class_names=names, seed=seed)
+    return CalibrationCheck().run(ctx)
+
+
+@pytest.mark.parametrize("factor,code", [(3.0, "overconfidence"), (1 / 3, "underconfidence")])
+def test_an_accurate_model_with_rescaled_logits_is_named_though_its_gap_is_tiny(factor, code):
+    """97% accurate, 300 rows per split: the few errors carry the log-loss, so the gap is small and a paired
+    test on the per-row NLL differences has little power; the temperature's held-out gain is what counts."""
+    y, z = calibrated(0, spread=40)
+    yv, zv = calibrated(1, spread=40)
+    (f,) = _run_check(y, factor * z, yv, factor * zv)
+    ev = f.evidence
+    assert f.code == code and f.severity in ("warning", "critical"), f.title
+    assert ev["accuracy"] > 0.95 and ev["fitted_on"] == "val"
+    assert ev["temperature"] == pytest.approx(factor, rel=0.3)
+    assert ev["log_loss_relative_gain"] >= 0.10 and ev["log_loss_p_value"] < 0.01 and ev["temperature_lr_p_value"] < 0.01
+    if code == "overconfidence":
+        assert abs(ev["gap"]) < 0.03 and ev["mean_confidence_when_wrong"] > 0.8
+        assert "log-loss" in f.title and f"T={ev['temperature']:.2f}" in f.title
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.25])
+def test_an_ordinary_small_miscalibration_is_no_warning(factor):
+    """Validation temperatures within 0.8-1.25 are everyday calibration, not a fault: at most info."""
+    for seed in range(8):
+        for spread in (3.0, 10.0, 40.0):
+            y, z = calibrated(seed, spread=spread)
+            yv, zv = calibrated(100 + seed, spread=spread)
+            found = _run_check(y, factor * z, yv, factor * zv, seed=seed)
+            assert all(f.severity == "info" for f in found), (seed, spread, [(f.severity, f.title) for f in found])
+
+
+def test_calibrated_null_test_holds_its_level_and_finds_a_temperature():
+    rng = np.random.default_rng(0)
+    p_null, p_alt = [], []
+    for seed in range(200):
+        y, z = calibrated(seed, n=200, k=5, spread=4.0)
+        probs = _softmax(z)
+        softer = _softmax(z / rng.uniform(1.5, 3.0))  # a recalibration fitted elsewhere
+        p_null.append(calibrated_null_test(y, probs, softer)["p_value"])
+        p_alt.append(calibrated_null_test(y, _softmax(2 * z), _softmax(z))["p_value"])
+    assert np.mean(np.array(p_null) < 0.01) <= 0.03
+    assert np.mean(np.array(p_alt) < 0.01) >= 0.95
+    same = calibrated_null_test(y, probs, probs)
+    assert same["p_value"] == 1.0 and same["gain"] == 0.0
+
+
+def test_temperature_lr_test_on_the_fitting_split():
+    y, z = calibrated(2, n=500, k=5)
+    scaler = TemperatureScaler().fit(y, logits=z)
+    assert temperature_lr_test(y, _softmax(z), scaler.transform(logits=z))["p_value"] > 0.01
+    sharp = TemperatureScaler().fit(y, logits=2.5 * z)
+    res = temperature_lr_test(y, _softmax(2.5 * z), sharp.transform(logits=2.5 * z))
+    assert res["p_value"] < 1e-6 and res["statistic"] > 0
+
+
 def test_gap_test_is_exact_on_a_hand_example():
     y = np.array([0, 0, 1, 1])
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.4, 0.6]])
@@ -236,7 +300,7 @@ def test_thresholds_can_be_overridden():
     y, z = calibrated(5, n=1500, k=5)
     split = whylow.Split(y=y, logits=1.4 * z)
     default = _mine(whylow.diagnose(test=split))
-    loose = _mine(whylow.diagnose(test=split, options={f"calibration.{k}": 0.01 for k in ("min_gap", "min_nll_gain", "min_scale_gain")}))
+    loose = _mine(whylow.diagnose(test=split, options={f"calibration.{k}": 0.01 for k in ("min_nll_gain", "min_scale_gain")}))
     assert default and default[0].severity == "info"  # significant but a small effect
     assert loose and loose[0].severity == "warning"
     assert loose[0].evidence["log_loss_relative_gain"] < 0.10

@@ -20,43 +20,54 @@ Top-label confidence ``c_i`` (largest probability) and outcome
 - Reliability curves (15 equal-width bins, as predicted and after scaling)
   and confidence histograms (correct vs wrong) are kept as report artifacts.
 
-Statistics (test split)
------------------------
-1. **Is there a gap?** Under perfect top-label calibration ``E[k | c] = c``,
-   so the residuals ``r_i = c_i - k_i`` are independent with mean 0 and
-   variance ``c_i (1 - c_i)``. ``z = sum(r) / sqrt(sum c (1 - c))`` is
-   standard normal under that null (a calibration-in-the-large score test);
-   two-sided p-value. The gap's ``1 - alpha`` interval is the Wald interval
-   ``gap ± z_{1-alpha/2} sd(r) / sqrt(n)``; both must exclude 0.
-2. **Does temperature scaling fix it on held-out data?** ``T`` is fitted by
-   NLL on the validation split (without one: two-fold cross-fitting on the
-   test split, see `whylow.fixes.temperature.cross_fit`), then the per-sample
-   NLL differences ``d_i = nll_before_i - nll_after_i`` on the test split give
-   a paired one-sided z-test of ``mean(d) > 0``. The direction of ``T``
-   (``T > 1`` softens = overconfident, ``T < 1`` sharpens = underconfident)
-   must agree with the sign of the gap.
-3. **Is it large enough to matter?** ``|gap| >= min_gap`` (0.03) and a
-   relative held-out NLL reduction ``>= min_nll_gain`` (10%). Mildly
-   miscalibrated healthy models (digits CNNs trained 15 epochs sit at
-   T ≈ 0.8–0.9, 3–7% NLL gain) stay below this.
-
-4. **Scale or shift?** Scores can be off because they are too sharp / too
+Statistics
+----------
+1. **How far off are the scores?** Under perfect top-label calibration
+   ``E[k | c] = c``, so the residuals ``r_i = c_i - k_i`` are independent with
+   mean 0 and variance ``c_i (1 - c_i)``; ``z = sum(r) / sqrt(sum c (1 - c))``
+   is standard normal under that null (`gap_test`). The gap, its interval and
+   p-value are evidence; only their sign is required to agree with the
+   temperature (``T > 1`` softens = overconfident, ``T < 1`` sharpens =
+   underconfident). An accurate model can be badly overconfident with a tiny
+   gap (97% accuracy, 99.5% mean confidence, its few errors scored 0.99), so
+   the gap is not the effect size.
+2. **Is the temperature real?** ``T`` is fitted by NLL on the validation split
+   (without one: two-fold cross-fitting on the test split, see
+   `whylow.fixes.temperature.cross_fit`). A likelihood-ratio test of ``T = 1``
+   on the split it was fitted on (`temperature_lr_test`, chi-squared with one
+   degree of freedom) must reject at ``alpha``.
+3. **Does it transfer to held-out data?** The val-fitted ``T`` is applied to
+   the test split and the per-sample NLL gains ``d_i`` are tested against the
+   null that the test scores were calibrated (`calibrated_null_test`: under
+   it, the mean and variance of every ``d_i`` are known exactly from the
+   scores, so the test keeps its power when a handful of confident errors
+   carry most of the log-loss, where a paired test on the empirical spread of
+   ``d`` has none; that paired test is kept in the evidence). Both p-values
+   below ``alpha`` (0.01) make the miscalibration significant.
+4. **Is it large enough to matter?** The effect a user acts on is the
+   held-out log-loss a single division by ``T`` removes: ``warning`` from a
+   relative reduction of ``min_nll_gain`` (10%), ``critical`` from
+   ``critical_nll_gain`` (20%) or a held-out equal-mass ECE drop of
+   ``critical_ece_drop`` (0.10). Smaller significant gains are ``info`` down
+   to ``min_reported_gain`` (2%), and nothing below. A model whose validation
+   temperature is within 0.8-1.25 gains a few percent: in simulated draws
+   (10 classes, 100-300 samples per split, calibrated logits scaled by 1.25
+   or 0.8) the held-out gain stayed under 10% in every draw up to 90%
+   accuracy, and at 94-97% accuracy, where a dozen errors carry the
+   log-loss, reached it with both tests passing in at most 2% of draws.
+5. **Scale or shift?** Scores can be off because they are too sharp / too
    flat (a temperature problem) or because they are shifted between classes
    (a bias: a misplaced threshold, skewed priors). When the fitting split has
    at least ``min_bias_per_class`` samples of every class (and there are at
    most ``max_affine_classes`` classes), a per-class bias alone and a
    temperature plus per-class biases are both fitted the same way and scored
    on the held-out test split; the temperature's own contribution is the
-   paired NLL gain of the second over the first. Unless it is significant
-   (p < ``alpha``) and at least ``min_scale_gain`` (5%), the miscalibration
+   NLL gain of the second over the first. Unless it is significant
+   (`calibrated_null_test` against the bias-corrected scores, p < ``alpha``) and at least ``min_scale_gain`` (5%), the miscalibration
    is reported as a shift (info), and the threshold / prior checks own it.
 
-Severity: ``critical`` when the verified held-out NLL drops by
-``critical_nll_gain`` (20%) or more, or the held-out equal-mass ECE drops by
-``critical_ece_drop`` (0.10) or more; ``warning`` when significant (both
-p-values below ``alpha`` = 0.01) and meaningful; ``info`` when significant
-but below the effect-size bar or explained by a shift; nothing otherwise. ``confidence`` is one
-minus the larger p-value, shrunk when the verified gain is small.
+Severity as in 4; a shift (5) caps it at ``info``. ``confidence`` is one
+minus the larger of the two p-values, shrunk when the verified gain is small.
 
 Words: underconfident scores are called "a calibration problem, not bad
 classification" only when the test accuracy is within ``far_below`` (10
@@ -98,7 +109,7 @@ from whylow.context import Context
 from whylow.fixes.temperature import TemperatureScaler, VectorScaler, cross_fit, to_logits
 from whylow.report.finding import Finding, make_explains
 
-__all__ = ["CalibrationCheck", "accuracy_allowed", "calibration_stats", "gap_test", "paired_nll_test"]
+__all__ = ["CalibrationCheck", "accuracy_allowed", "calibrated_null_test", "calibration_stats", "gap_test", "paired_nll_test", "temperature_lr_test"]
 
 #: Confidence-histogram bins for the report.
 _HIST_EDGES = np.linspace(0.0, 1.0, 21)
@@ -155,6 +166,58 @@ def paired_nll_test(nll_before: np.ndarray, nll_after: np.ndarray) -> dict:
         z, p = (math.inf, 0.0) if d.mean() > 0 else (0.0, 1.0)
     rel = 1.0 - after / before if before > 0 else 0.0
     return {"before": before, "after": after, "relative_gain": rel, "z": z, "p_value": p}
+
+
+def calibrated_null_test(y_true: np.ndarray, probs_before: np.ndarray, probs_after: np.ndarray) -> dict:
+    """One-sided test that a held-out log-loss gain is larger than calibrated scores would allow.
+
+    Null hypothesis: the scores before are calibrated, i.e. every label is
+    drawn from its own row of ``probs_before``. Then the per-sample gain
+    ``d_i = log q_i[y_i] - log p_i[y_i]`` (``q`` = ``probs_after``, fitted on
+    other data) has mean ``-KL(p_i || q_i) <= 0`` and variance
+    ``Var_{k ~ p_i}(log q_ik - log p_ik)``, both known exactly, so
+    ``z = (sum d + sum KL) / sqrt(sum Var)`` is approximately standard normal
+    (a sum of independent bounded terms) and ``p = P(Z >= z)``.
+
+    Unlike the paired test on the empirical spread of ``d`` (`paired_nll_test`),
+    its variance does not come from the few wrong, confidently scored samples
+    that carry most of an accurate model's log-loss, so it keeps its power
+    when there are only a handful of errors (a 97%-accurate model on 300 rows).
+
+    Returns
+    -------
+    dict
+        ``gain`` (mean ``d``), ``null_gain`` (its mean under the null, ``<= 0``),
+        ``z`` and ``p_value``.
+    """
+    lo, hi = metrics.LOG_EPS, 1.0 - metrics.LOG_EPS
+    log_ratio = np.log(np.clip(probs_after, lo, hi)) - np.log(np.clip(probs_before, lo, hi))
+    d = log_ratio[np.arange(y_true.shape[0]), y_true]
+    mean_null = np.sum(probs_before * log_ratio, axis=1)
+    var_null = float(np.sum(np.sum(probs_before * log_ratio**2, axis=1) - mean_null**2))
+    excess = float(d.sum() - mean_null.sum())
+    if var_null > 0:
+        z = excess / math.sqrt(var_null)
+        p = float(stats.norm.sf(z))
+    else:  # the two score sets agree wherever the scores put mass
+        z, p = (math.inf, 0.0) if excess > 0 else (0.0, 1.0)
+    return {"gain": float(d.mean()), "null_gain": float(mean_null.mean()), "z": z, "p_value": p}
+
+
+def temperature_lr_test(y_true: np.ndarray, probs: np.ndarray, scaled: np.ndarray) -> dict:
+    """Likelihood-ratio test of ``T = 1`` on the split the temperature was fitted on.
+
+    ``2 * (sum NLL(probs) - sum NLL(scaled))`` is asymptotically chi-squared
+    with one degree of freedom when the scores are calibrated (Wilks: one
+    fitted parameter, ``T``, nested at ``T = 1``).
+
+    Returns
+    -------
+    dict
+        ``statistic`` and ``p_value``.
+    """
+    lr = max(0.0, 2.0 * float(np.sum(_nll(y_true, probs)) - np.sum(_nll(y_true, scaled))))
+    return {"statistic": lr, "p_value": float(stats.chi2.sf(lr, 1))}
 
 
 def _n_mass_bins(n: int) -> int:
@@ -247,10 +310,10 @@ class CalibrationCheck(Check):
 
     #: Level of the gap test and of the held-out NLL test.
     alpha = 0.01
-    #: Smallest |mean confidence - accuracy| that matters.
-    min_gap = 0.03
-    #: Smallest relative held-out NLL reduction that matters.
+    #: Smallest relative held-out NLL reduction that matters (warning).
     min_nll_gain = 0.10
+    #: Smaller significant held-out NLL reductions are not reported at all, not even as info.
+    min_reported_gain = 0.02
     #: Relative held-out NLL reduction that makes it critical.
     critical_nll_gain = 0.20
     #: Held-out equal-mass ECE reduction that makes it critical.
@@ -297,6 +360,7 @@ class CalibrationCheck(Check):
         z_test = cal["log_probs"]["test"]
         nll_before = _nll(test.y, test.probs)
         temp = self._verify(test.y, test.probs, scaled_test, nll_before, alpha)
+        temp["fit_lr"] = self._fit_lr(ctx, cal)
         candidates = {"temperature": temp}
         vec = self._affine(ctx, cal, "vector", int(self.threshold(ctx, "min_vector_per_class")), z_test)
         if vec is not None:
@@ -315,6 +379,7 @@ class CalibrationCheck(Check):
         nb = _n_mass_bins(y.size)
         return {
             "nll": paired_nll_test(nll_before, _nll(y, scaled)),
+            "null": calibrated_null_test(y, probs, scaled),
             "ece_before": metrics.ece(y, probs, n_bins=nb, binning="mass"),
             "ece_after": metrics.ece(y, scaled, n_bins=nb, binning="mass"),
             "smooth_ece_before": metrics.smooth_ece(y, probs),
@@ -324,6 +389,13 @@ class CalibrationCheck(Check):
             "accuracy_after": metrics.accuracy(y, scaled),
             "gap_after": gap_test(y, scaled, alpha)["gap"],
         }
+
+    @staticmethod
+    def _fit_lr(ctx: Context, cal: dict) -> dict:
+        """`temperature_lr_test` on the fitting split (val, or the whole test split when cross-fitted)."""
+        fit = ctx.split("val") if cal["fitted_on"] == "val" else ctx.test
+        z = cal["log_probs"][fit.name]
+        return temperature_lr_test(fit.y, fit.probs, cal["scaler"]._transform_trusted(z, "log_probs"))
 
     def _affine(self, ctx: Context, cal: dict, mode: str, need: int, z_test) -> np.ndarray | None:
         """Held-out test probabilities of a `VectorScaler` in ``mode``, or None without enough samples per class.
@@ -361,24 +433,24 @@ class CalibrationCheck(Check):
         return {
             "shift_only": paired_nll_test(nll_before, nll_bias),
             "scale_after_shift": paired_nll_test(nll_bias, _nll(y, both)),
+            "scale_after_shift_null": calibrated_null_test(y, biased, both),
         }
 
     # -- judgement -------------------------------------------------------------
     def _judge(self, ctx, per_split, gap, t, cal, method, chosen, candidates, shift, alpha) -> Finding | None:
-        nll = chosen["nll"]
-        over = gap["gap"] > 0
-        direction_ok = (t > 1.0) == over and t != 1.0
-        gap_sig = gap["p_value"] < alpha and (gap["ci"][0] > 0 or gap["ci"][1] < 0)
-        nll_sig = nll["p_value"] < alpha and nll["relative_gain"] > 0
-        if not (gap_sig and nll_sig and direction_ok):
+        nll, null = chosen["nll"], chosen["null"]
+        over = t > 1.0
+        direction_ok = t != 1.0 and (gap["gap"] > 0) == over
+        fit_lr = candidates["temperature"]["fit_lr"]
+        p_value = max(null["p_value"], fit_lr["p_value"])
+        gain_sig = p_value < alpha and nll["relative_gain"] >= float(self.threshold(ctx, "min_reported_gain"))
+        if not (gain_sig and direction_ok):
             return None
-        meaningful = abs(gap["gap"]) >= float(self.threshold(ctx, "min_gap")) and nll["relative_gain"] >= float(
-            self.threshold(ctx, "min_nll_gain")
-        )
+        meaningful = nll["relative_gain"] >= float(self.threshold(ctx, "min_nll_gain"))
         ece_drop = chosen["ece_before"] - chosen["ece_after"]
         crit_gain = float(self.threshold(ctx, "critical_nll_gain"))
         scale_matters = shift is None or (
-            shift["scale_after_shift"]["p_value"] < alpha
+            shift["scale_after_shift_null"]["p_value"] < alpha
             and shift["scale_after_shift"]["relative_gain"] >= float(self.threshold(ctx, "min_scale_gain"))
         )
         shift_explains = (
@@ -394,22 +466,26 @@ class CalibrationCheck(Check):
             severity = "critical"
         else:
             severity = "warning"
-        confidence = (1.0 - max(gap["p_value"], nll["p_value"])) * min(1.0, 0.6 + 0.4 * nll["relative_gain"] / crit_gain)
+        confidence = (1.0 - p_value) * min(1.0, 0.6 + 0.4 * nll["relative_gain"] / crit_gain)
 
         test_stats = per_split["test"]
         acc, conf = test_stats["accuracy"], test_stats["mean_confidence"]
         base = metrics.baselines(ctx.test.y, ctx.n_classes)
         allowed = accuracy_allowed(ctx, per_split)
         code = "overconfidence" if over else "underconfidence"
+        wrong_conf = _mean_confidence_when_wrong(ctx.test.y, ctx.test.probs)
+        loss = f"held-out test log-loss {nll['before']:.3f} → {nll['after']:.3f} ({-nll['relative_gain']:+.0%})"
         if over:
+            wrong = "" if wrong_conf is None else f", and its wrong predictions are scored {wrong_conf:.2f} on average"
             title = (
-                f"Overconfident: mean confidence {conf:.2f} but accuracy {acc:.2f} on the test split; "
-                f"its scores overstate how often it is right (temperature T={t:.2f} fixes them)"
+                f"Overconfident: mean confidence {conf:.2f} but accuracy {acc:.2f} on the test split{wrong}; "
+                f"temperature T={t:.2f} fixes the scores ({loss})"
             )
             reading = (
                 f"The model is right {acc:.1%} of the time (majority-class baseline {base['majority_accuracy']:.1%}) "
-                f"but claims {conf:.1%} on average: the scores, not only the classifications, are off. Whether "
-                f"{acc:.1%} is itself too low is judged by the other checks; scaling fixes the scores, not the accuracy."
+                f"but claims {conf:.1%} on average{wrong}: the scores, not only the classifications, are off, and each "
+                f"confident mistake costs a large log-loss. Whether {acc:.1%} is itself too low is judged by the other "
+                f"checks; scaling fixes the scores, not the accuracy."
             )
         elif allowed is not None and allowed["accuracy"] - acc >= float(self.threshold(ctx, "far_below")):
             title = (
@@ -426,7 +502,7 @@ class CalibrationCheck(Check):
             title = (
                 f"Underconfident: the predictions are right more often than their scores say "
                 f"(accuracy {acc:.2f}, mean confidence {conf:.2f} on the test split); the low scores are a "
-                f"calibration problem, not bad classification (temperature T={t:.2f} fixes them)"
+                f"calibration problem, not bad classification (temperature T={t:.2f} fixes them: {loss})"
             )
             reading = (
                 f"The model classifies {acc:.1%} of the test samples correctly (majority-class baseline "
@@ -479,6 +555,7 @@ class CalibrationCheck(Check):
         evidence = {
             "accuracy": acc,
             "mean_confidence": conf,
+            "mean_confidence_when_wrong": wrong_conf,
             "gap": gap["gap"],
             "gap_ci": gap["ci"],
             "gap_z": gap["z"],
@@ -493,7 +570,10 @@ class CalibrationCheck(Check):
             "log_loss_before": nll["before"],
             "log_loss_after": nll["after"],
             "log_loss_relative_gain": nll["relative_gain"],
-            "log_loss_p_value": nll["p_value"],
+            "log_loss_p_value": null["p_value"],
+            "log_loss_z": null["z"],
+            "log_loss_paired_p_value": nll["p_value"],
+            "temperature_lr_p_value": fit_lr["p_value"],
             "ece_before": chosen["ece_before"],
             "ece_after": chosen["ece_after"],
             "ece_binning": f"equal-mass, {_n_mass_bins(ctx.test.n)} bins",
@@ -510,7 +590,7 @@ class CalibrationCheck(Check):
                 "bias_only_relative_gain": shift["shift_only"]["relative_gain"],
                 "log_loss_temperature_and_bias": shift["scale_after_shift"]["after"],
                 "temperature_gain_after_bias": shift["scale_after_shift"]["relative_gain"],
-                "temperature_gain_after_bias_p_value": shift["scale_after_shift"]["p_value"],
+                "temperature_gain_after_bias_p_value": shift["scale_after_shift_null"]["p_value"],
             }
         if allowed is not None:
             evidence["accuracy_allowed"] = allowed
@@ -528,6 +608,13 @@ class CalibrationCheck(Check):
             verified=None if shift_explains else {"metric": "log_loss", "before": nll["before"], "after": nll["after"]},
             explains=None if shift_explains else make_explains("log_loss", nll["before"] - nll["after"], nll["before"], "the test log-loss"),
         )
+
+
+def _mean_confidence_when_wrong(y_true: np.ndarray, probs: np.ndarray) -> float | None:
+    """Mean top-label confidence of the misclassified samples; None when there are none."""
+    pred = probs.argmax(axis=1)
+    wrong = pred != y_true
+    return float(probs[wrong, pred[wrong]].mean()) if wrong.any() else None
 
 
 def accuracy_allowed(ctx: Context, per_split: dict) -> dict | None:
