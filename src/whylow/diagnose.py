@@ -15,6 +15,7 @@ from whylow.inputs import as_split, prepare_splits
 from whylow.inputs.files import as_path, limits_scope, load_json
 from whylow.inputs.loaders import load_class_names
 from whylow.inputs.options import validate_options
+from whylow.inputs.preprocess import apply_preprocessing, preprocessing_by_split
 from whylow.inputs.prepare import check_class_names
 from whylow.report import CheckStatus, Report, rank_findings
 
@@ -215,6 +216,8 @@ def diagnose(
     history=None,
     class_names=None,
     layout: str | None = None,
+    preprocess: dict | None = None,
+    transform=None,
     options: dict | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -234,6 +237,12 @@ def diagnose(
     class_names : list of str or path, optional
     layout : {"NHWC", "NCHW", "NHW", "tabular"}, optional
         Layout of ``x`` when its shape is ambiguous.
+    preprocess : dict, optional
+        What the user's pipeline does to a split's stored inputs before the model sees them,
+        ``{"test": {"scale": 1 / 255, "mean": "imagenet", "std": "imagenet", "color": "rgb", "layout": "NHWC"}}``
+        (``"*"`` for every split); see `whylow.inputs.preprocess`. The report lists what was applied.
+    transform : callable or dict of str to callable, optional
+        ``x -> x`` run on chunks of a split's inputs after ``preprocess`` (one callable for every split, or one per split).
     options : dict, optional
         Threshold overrides, ``{"<check>.<threshold>": value}``, and reading
         limits, ``{"limits.<name>": value}`` (see `whylow.inputs.files.Limits`).
@@ -259,11 +268,18 @@ def diagnose(
     1.0
     """
     class_names, layout, thresholds, limits, seed, progress = _check_arguments(class_names, layout, options, seed, progress)
+    declared = preprocessing_by_split(preprocess, transform)
     with limits_scope(limits):
         if class_names is not None and (isinstance(class_names, (str, bytes)) or hasattr(class_names, "__fspath__")):
             class_names = load_class_names(as_path(class_names, "The class-names file"))
         raw = {name: as_split(value, name) for name, value in (("train", train), ("val", val), ("test", test))}
+        for name, prep in declared.items():
+            if raw.get(name) is not None:
+                raw[name] = apply_preprocessing(raw[name], prep, name)
         splits, names = prepare_splits(raw, class_names=class_names, layout=layout)
+        for name, prep in declared.items():
+            if name in splits:
+                splits[name].preprocessing = prep.steps()
         ctx = Context(
             splits=splits,
             n_classes=len(names),

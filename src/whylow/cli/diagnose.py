@@ -44,6 +44,26 @@ def check_seed_option(seed: int) -> int:
         fail(str(exc))
 
 
+def declared_preprocessing(**values) -> tuple[dict, str | None]:
+    """The ``[SPLIT=]VALUE`` options as ``diagnose(preprocess=...)`` and the layout for every split; exit 2 on a bad value.
+
+    ``--layout NCHW`` without a split name stays the global ``layout`` (checked against every split's shape).
+    """
+    from whylow.errors import InvalidInputError
+    from whylow.inputs.preprocess import parse_split_values, preprocessing_by_split
+
+    preprocess: dict[str, dict] = {}
+    try:
+        for key, given in values.items():
+            for split, value in parse_split_values(given, f"--{key}").items():
+                preprocess.setdefault(split, {})[key] = value
+        layout = preprocess.get("*", {}).pop("layout", None)
+        preprocessing_by_split(preprocess, cli=True)  # every value checked before any input is read
+    except InvalidInputError as exc:
+        fail(str(exc))
+    return preprocess, layout
+
+
 def html_unavailable() -> str | None:
     """None when the HTML renderer can be imported, else why not (the install line)."""
     try:
@@ -61,7 +81,23 @@ def diagnose_command(
     model: Optional[Path] = typer.Option(None, "--model", help="Model file: TorchScript/torch.export .pt/.pt2, .onnx or .keras."),
     history: Optional[Path] = typer.Option(None, "--history", help="Training history JSON: {'loss': [...], 'val_loss': [...], ...}."),
     class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names: JSON list or one name a line."),
-    layout: Optional[str] = typer.Option(None, "--layout", help="Layout of x when ambiguous: NHWC, NCHW, NHW or tabular."),
+    layout: Optional[list[str]] = typer.Option(
+        None, "--layout", metavar="[SPLIT=]LAYOUT", help="Layout of x when ambiguous: NHWC, NCHW, NHW or tabular; repeatable."
+    ),
+    scale: Optional[list[str]] = typer.Option(
+        None, "--scale", metavar="[SPLIT=]FACTOR",
+        help="Multiply a split's stored inputs by this before the model sees them (e.g. test=1/255); repeatable.",
+    ),
+    mean: Optional[list[str]] = typer.Option(
+        None, "--mean", metavar="[SPLIT=]VALUES",
+        help="Subtract this per-channel mean after --scale: 1 or 3 numbers, or imagenet, cifar10, mnist; repeatable.",
+    ),
+    std: Optional[list[str]] = typer.Option(
+        None, "--std", metavar="[SPLIT=]VALUES", help="Divide by this per-channel std after --mean (as --mean); repeatable."
+    ),
+    color: Optional[list[str]] = typer.Option(
+        None, "--color", metavar="[SPLIT=]rgb|grey", help="Convert a split's images to RGB or grey, as the model expects; repeatable."
+    ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here (a file, or /dev/stdout)."),
     markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown report here."),
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report here."),
@@ -84,6 +120,7 @@ def diagnose_command(
     # everything that can be checked before the work is checked first: a bad output path must not cost a diagnosis
     seed = check_seed_option(seed)
     options, limits = parse_option_args(option)
+    preprocess, layout = declared_preprocessing(layout=layout, scale=scale, mean=mean, std=std, color=color)
     inputs = {"--test": test, "--train": train, "--val": val, "--model": model, "--history": history, "--class-names": class_names}
     check_outputs({"--json": json_path, "--markdown": markdown_path, "--html": html_path}, inputs)
     if html_path is not None and (reason := html_unavailable()) is not None:
@@ -97,6 +134,7 @@ def diagnose_command(
         history=history,
         class_names=class_names,
         layout=layout,
+        preprocess=preprocess,
         options={**options, **limit_options},
         seed=seed,
         progress=not quiet,

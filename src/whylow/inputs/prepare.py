@@ -51,6 +51,7 @@ class SplitData:
     source: str | None = None
     files: list[str] | None = None
     corrupt_files: list[tuple[str, str]] = field(default_factory=list)
+    preprocessing: list[str] = field(default_factory=list)  # declared steps applied to x, in words
 
     @property
     def is_image(self) -> bool:
@@ -81,6 +82,7 @@ class SplitData:
             "prediction_source": self.prediction_source,
             "source": self.source,
             "corrupt_files": len(self.corrupt_files),
+            "preprocessing": list(self.preprocessing),
         }
 
 
@@ -357,6 +359,7 @@ def prepare_splits(splits: dict, class_names=None, layout: str | None = None) ->
         if data.y is None and data.probs is None and data.x is None:
             raise InvalidInputError(f"The {name} split has neither inputs, labels nor predictions.")
         out[name] = data
+    _match_grey_layouts(out)
     ks = {k for _, k in n_classes_seen}
     if len(ks) > 1:
         detail = ", ".join(f"{n}: {k}" for n, k in n_classes_seen)
@@ -391,6 +394,24 @@ def prepare_splits(splits: dict, class_names=None, layout: str | None = None) ->
     if class_names is None:
         class_names = [str(k) for k in range(n_classes)]
     return out, class_names
+
+
+def _match_grey_layouts(splits: dict[str, SplitData]) -> None:
+    """Give N×H×W grey splits the channel axis of the other splits' N×1×H×W or N×H×W×1 images (a view).
+
+    A folder of grey PNGs reads as N×H×W; the same images saved by a
+    training script are often N×1×H×W. They are the same images, and the
+    model (run on every split) needs one layout.
+    """
+    four_d = {(s.layout, s.x.shape[1:]) for s in splits.values() if s.is_image and s.layout in ("NHWC", "NCHW")}
+    grey = {layout for layout, shape in four_d if (shape[0] if layout == "NCHW" else shape[-1]) == 1}
+    if len(grey) != 1 or len(four_d) != 1:
+        return
+    layout = grey.pop()
+    for s in splits.values():
+        if s.is_image and s.layout == "NHW":
+            s.x = s.x[:, None] if layout == "NCHW" else s.x[..., None]
+            s.layout = layout
 
 
 def _describe_names_origin(s: Split) -> str:

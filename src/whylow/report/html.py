@@ -620,6 +620,10 @@ def _inputs_view(report) -> dict:
     if names:
         shown = ", ".join(str(c) for c in names[:30]) + (f", … ({len(names)} in all)" if len(names) > 30 else "")
         facts.append(["class names", shown])
+    for name in sorted(splits, key=_split_key):
+        steps = splits[name].get("preprocessing") if isinstance(splits[name], dict) else None
+        if steps:
+            facts.append([f"{name} preprocessing (declared)", ", then ".join(str(t) for t in steps)])
     if inputs.get("history"):
         hist = inputs["history"]
         facts.append(["history", ", ".join(str(h) for h in hist) if isinstance(hist, (list, tuple)) else str(hist)])

@@ -72,9 +72,22 @@ def _cause_text(f) -> str:
     return f"↳ a consequence of {cause.get('code')} (above)" if isinstance(cause, dict) else ""
 
 
+def preprocessing_text(report) -> str:
+    """The declared preprocessing whylow applied, e.g. "Applied as declared: test multiplied by 1/255"."""
+    splits = (report.inputs or {}).get("splits") if isinstance(getattr(report, "inputs", None), dict) else None
+    if not isinstance(splits, dict):
+        return ""
+    parts = [f"{name} {', then '.join(s['preprocessing'])}" for name, s in splits.items()
+             if isinstance(s, dict) and s.get("preprocessing")]
+    return "Applied as declared: " + "; ".join(parts) if parts else ""
+
+
 def build_renderables(report) -> list:
     """The rich renderables of the terminal report, in order."""
     parts: list = [Text(report.verdict, style="bold")]
+    declared = preprocessing_text(report)
+    if declared:
+        parts.append(Text(declared, style="dim"))
     if report.findings:
         table = Table(title="Findings (most likely cause first)", show_lines=True, expand=True)
         table.add_column("#", justify="right", width=3)
