@@ -243,7 +243,8 @@ def _lattice_from_values(values: np.ndarray | None) -> Lattice:
     if len(diffs) == 0:
         return Lattice(None, float(v[0]), n)
     base = float(diffs.min())
-    for divide in range(1, 13):
+    # the smallest gap may be many steps wide (a tinted channel of 17 grey levels: gaps of 16/255 and one of 15/255)
+    for divide in range(1, 257):
         step = base / divide
         if step <= 2 * tol_abs:
             break
