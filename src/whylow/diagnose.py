@@ -16,6 +16,7 @@ from whylow.inputs.files import as_path, limits_scope, load_json
 from whylow.inputs.loaders import load_class_names
 from whylow.inputs.options import validate_options
 from whylow.inputs.preprocess import apply_preprocessing, preprocessing_by_split
+from whylow.progress import Activity
 from whylow.inputs.prepare import check_class_names
 from whylow.report import CheckStatus, Report, rank_findings
 
@@ -124,12 +125,67 @@ def _model_predictor(model, layout):
     return as_predictor(model, data_layout=layout)
 
 
-def _fill_predictions(ctx: Context, progress: bool) -> None:
+def _read_inputs(activity: Activity, declared: dict, limits, *, train, val, test, model, history, class_names, layout,
+                 thresholds, seed) -> Context:
+    """Read and validate every input, apply the declared preprocessing, load the model: the `Context` checks run on."""
+    with limits_scope(limits):
+        if class_names is not None and (isinstance(class_names, (str, bytes)) or hasattr(class_names, "__fspath__")):
+            class_names = load_class_names(as_path(class_names, "The class-names file"))
+        raw = {}
+        for name, value in (("train", train), ("val", val), ("test", test)):
+            if value is not None:
+                activity.stage(f"reading the {name} split")
+            raw[name] = as_split(value, name)
+            if name in declared and raw[name] is not None:
+                activity.stage(f"preprocessing the {name} split as declared")
+                raw[name] = apply_preprocessing(raw[name], declared[name], name)
+        splits, names = prepare_splits(raw, class_names=class_names, layout=layout)
+        for name, prep in declared.items():
+            if name in splits:
+                splits[name].preprocessing = prep.steps()
+        if model is not None:
+            activity.stage("loading the model")
+        return Context(
+            splits=splits,
+            n_classes=len(names),
+            class_names=names,
+            model=_model_predictor(model, splits["test"].layout),
+            history=load_history(history),
+            options=thresholds,
+            seed=seed,
+        )
+
+
+def _run_checks(ctx: Context, activity: Activity) -> tuple[list, list[CheckStatus]]:
+    """Every registered check that can run; a failing check is recorded, never raised."""
+    findings, statuses = [], []
+    for check_cls in registered_checks():
+        check = check_cls()
+        reason = skip_reason(check, ctx)
+        if reason is not None:
+            statuses.append(CheckStatus(check.name, "skipped", reason))
+            continue
+        activity.stage(f"checking {check.name}")
+        try:
+            found = check.run(ctx) or []
+        except Exception as exc:  # noqa: BLE001 - one failing check never kills the diagnosis
+            statuses.append(CheckStatus(check.name, "failed", f"{type(exc).__name__}: {exc}"))
+            continue
+        for f in found:
+            f.check = f.check or check.name
+        findings.extend(found)
+        statuses.append(CheckStatus(check.name, "ran", None))
+    return findings, statuses
+
+
+def _fill_predictions(ctx: Context, progress: bool, activity: Activity | None = None) -> None:
     """Run the model on splits that have inputs but no predictions (given predictions win)."""
     if ctx.model is None:
         return
     for s in ctx.splits.values():
         if s.probs is None and s.x is not None:
+            if activity is not None:
+                activity.stage(f"running the model on the {s.name} split")
             try:
                 s.probs, s.prediction_kind = ctx.run_model(s.x, progress=progress)
             except InvalidInputError as exc:
@@ -269,47 +325,16 @@ def diagnose(
     """
     class_names, layout, thresholds, limits, seed, progress = _check_arguments(class_names, layout, options, seed, progress)
     declared = preprocessing_by_split(preprocess, transform)
-    with limits_scope(limits):
-        if class_names is not None and (isinstance(class_names, (str, bytes)) or hasattr(class_names, "__fspath__")):
-            class_names = load_class_names(as_path(class_names, "The class-names file"))
-        raw = {name: as_split(value, name) for name, value in (("train", train), ("val", val), ("test", test))}
-        for name, prep in declared.items():
-            if raw.get(name) is not None:
-                raw[name] = apply_preprocessing(raw[name], prep, name)
-        splits, names = prepare_splits(raw, class_names=class_names, layout=layout)
-        for name, prep in declared.items():
-            if name in splits:
-                splits[name].preprocessing = prep.steps()
-        ctx = Context(
-            splits=splits,
-            n_classes=len(names),
-            class_names=names,
-            model=_model_predictor(model, splits["test"].layout),
-            history=load_history(history),
-            options=thresholds,
-            seed=seed,
-        )
-    _fill_predictions(ctx, progress)
-    if len(ctx.class_names) != ctx.n_classes:
-        ctx.class_names = [str(k) for k in range(ctx.n_classes)]
-    findings, statuses = [], []
-    for check_cls in registered_checks():
-        check = check_cls()
-        reason = skip_reason(check, ctx)
-        if reason is not None:
-            statuses.append(CheckStatus(check.name, "skipped", reason))
-            continue
-        try:
-            found = check.run(ctx) or []
-        except Exception as exc:  # noqa: BLE001 - one failing check never kills the diagnosis
-            statuses.append(CheckStatus(check.name, "failed", f"{type(exc).__name__}: {exc}"))
-            continue
-        for f in found:
-            f.check = f.check or check.name
-        findings.extend(found)
-        statuses.append(CheckStatus(check.name, "ran", None))
-    summary, per_class, intervals, baselines = _metrics_section(ctx)
-    ctx.artifacts["core"] = _core_artifacts(ctx)
+    with Activity(progress) as activity:
+        ctx = _read_inputs(activity, declared, limits, train=train, val=val, test=test, model=model, history=history,
+                           class_names=class_names, layout=layout, thresholds=thresholds, seed=seed)
+        _fill_predictions(ctx, progress, activity)
+        if len(ctx.class_names) != ctx.n_classes:
+            ctx.class_names = [str(k) for k in range(ctx.n_classes)]
+        findings, statuses = _run_checks(ctx, activity)
+        activity.stage("computing the metrics")
+        summary, per_class, intervals, baselines = _metrics_section(ctx)
+        ctx.artifacts["core"] = _core_artifacts(ctx)
     kinds = [s.prediction_kind for s in ctx.splits.values() if s.prediction_kind]
     inputs = {
         "splits": {name: s.describe() for name, s in ctx.splits.items()},

@@ -345,9 +345,19 @@ def _layout_candidates(
 
 @contextlib.contextmanager
 def _progress(n_batches: int, enabled: bool, description: str) -> Iterator[Callable[[], None]]:
-    """Yield an ``advance()`` callable; a rich bar on stderr when enabled and worth showing."""
+    """Yield an ``advance()`` callable; a rich bar on stderr when enabled and worth showing.
+
+    Inside a diagnosis (`whylow.progress.Activity`) the bar joins its display, which shows only on a terminal.
+    """
     if not enabled or n_batches <= _PROGRESS_MIN_BATCHES:
         yield lambda: None
+        return
+    from whylow.progress import current_activity
+
+    activity = current_activity()
+    if activity is not None:
+        with activity.bar(n_batches, description) as advance:
+            yield advance
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
