@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import whylow
-from whylow.checks.shift import domain_classifier, holm
+from whylow.checks.shift import class_matched_rows, domain_classifier, holm
 from whylow.inputs import Split
 from whylow.scenarios import build
 
@@ -38,6 +38,41 @@ def test_pooled_thumbnail_scale_ignores_rounding_sized_offsets():
     a[:, 0], b[:, 0] = -0.9610, -0.9611
     assert domain_classifier(a, b, seed=0)["auc"] > 0.95  # scaled on its own, the constant pixel separates
     assert domain_classifier(a, b, seed=0, groups=[slice(0, 16)])["auc"] < 0.65
+
+
+def test_class_matched_rows_have_the_same_class_counts_on_both_sides():
+    rng = np.random.default_rng(0)
+    y_ref, y_tst = np.repeat([0, 1, 2], [50, 50, 5]), np.repeat([0, 1, 3], [10, 30, 7])
+    r, t = class_matched_rows(y_ref, y_tst, rng)
+    np.testing.assert_array_equal(np.bincount(y_ref[r], minlength=4), [10, 30, 0, 0])
+    np.testing.assert_array_equal(np.bincount(y_tst[t], minlength=4), [10, 30, 0, 0])
+    assert len(np.unique(r)) == len(r) and len(np.unique(t)) == len(t)  # drawn without replacement
+
+
+def test_a_new_class_mix_alone_is_not_covariate_shift():
+    """Classes whose inputs differ, in a new mix on test (label shift): p(x | y) is unchanged, so no input shift."""
+    rng = np.random.default_rng(3)
+
+    def split(counts):
+        y = np.repeat(np.arange(3), counts)
+        x = rng.normal(size=(len(y), 6)) + 1.5 * y[:, None]
+        pred = y.copy()
+        hard = np.flatnonzero(y == 0)
+        pred[hard[: int(0.4 * len(hard))]] = 1  # class 0 is the hard one: the test mix, mostly class 0, costs accuracy
+        probs = np.full((len(y), 3), 0.1)
+        probs[np.arange(len(y)), pred] = 0.8
+        return Split(x=x, y=y, probs=probs)
+
+    train, val, test = split([300, 300, 300]), split([100, 100, 100]), split([240, 40, 20])
+    report = whylow.diagnose(train=train, val=val, test=test)
+    found = [f for f in report.findings if f.code == "covariate-shift"]
+    assert not found or found[0].evidence.get("class_matched")
+    assert not [f for f in found if f.severity != "info"]
+    # the same class mix with the test inputs moved is still found, on the class-matched samples
+    moved = Split(x=test.x + 1.0, y=test.y, probs=test.probs)
+    found = [f for f in whylow.diagnose(train=train, val=val, test=moved).findings if f.code == "covariate-shift"]
+    assert found and "class_matched" in found[0].evidence
+    assert any(d["property"].startswith("column") for d in found[0].evidence["drifted"])
 
 
 def _tabular(seed, shift=0.0, n=600):

@@ -202,6 +202,52 @@ def _ks(a: np.ndarray, b: np.ndarray):
     return float(res.statistic), float(res.pvalue)
 
 
+def class_matched_rows(y_ref: np.ndarray, y_tst: np.ndarray, rng, rows_ref=None, rows_tst=None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of two labelled splits with the same number of examples of every class on both sides.
+
+    Class by class, ``min(n_ref_k, n_tst_k)`` rows are drawn without
+    replacement from each side (classes missing on either side are left
+    out), so the two samples differ only in ``p(x | y)``, not in the class mix.
+
+    Parameters
+    ----------
+    y_ref, y_tst : ndarray of int
+        Labels of the two splits.
+    rng : numpy.random.Generator
+    rows_ref, rows_tst : ndarray of int, optional
+        Rows to draw from (default: all).
+
+    Returns
+    -------
+    tuple of ndarray
+        Sorted reference rows and sorted test rows, of equal length.
+    """
+    rows_ref = np.arange(len(y_ref)) if rows_ref is None else np.asarray(rows_ref)
+    rows_tst = np.arange(len(y_tst)) if rows_tst is None else np.asarray(rows_tst)
+    lab_ref, lab_tst = y_ref[rows_ref], y_tst[rows_tst]
+    keep_ref, keep_tst = [], []
+    for k in np.union1d(np.unique(lab_ref), np.unique(lab_tst)):
+        a, b = rows_ref[lab_ref == k], rows_tst[lab_tst == k]
+        n = min(len(a), len(b))
+        if n:
+            keep_ref.append(rng.choice(a, n, replace=False))
+            keep_tst.append(rng.choice(b, n, replace=False))
+    if not keep_ref:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(keep_ref)), np.sort(np.concatenate(keep_tst))
+
+
+def _class_mix_differs(y_ref: np.ndarray, y_tst: np.ndarray, n_classes: int, alpha: float) -> bool:
+    """Whether the two label histograms differ (chi-square test of homogeneity, ``p < alpha``)."""
+    from scipy.stats import chi2_contingency
+
+    counts = np.vstack([np.bincount(y_ref, minlength=n_classes), np.bincount(y_tst, minlength=n_classes)])
+    counts = counts[:, counts.sum(axis=0) > 0]
+    if counts.shape[1] < 2:
+        return False
+    return float(chi2_contingency(counts)[1]) < alpha
+
+
 @register
 class CovariateShiftCheck(Check):
     """Test inputs drawn from a different distribution than training inputs."""
@@ -232,16 +278,17 @@ class CovariateShiftCheck(Check):
             return []
         alpha = self.threshold(ctx, "alpha")
         rng = np.random.default_rng(ctx.seed)
+        labels = self._labels_to_match(ctx, ref_name)
         if test.is_image:
             ref_sum = split_summary(ctx, ref_name)
             tst_sum, est = aligned_summary(ctx, "test")
             aligned = est is not None and est.is_mismatch and est.pre is not None and tst_sum is not split_summary(ctx, "test")
-            drift, feats = self._image_drift(ctx, ref_sum, tst_sum, rng)
+            drift, feats = self._image_drift(ctx, ref_sum, tst_sum, rng, labels)
         else:
             est = preprocessing_estimate(ctx, "test")
             aligned = est is not None and est.is_mismatch and est.pre is not None
             undo = est.pre.invert if aligned else None
-            drift, feats = self._tabular_drift(ctx, ctx.split(ref_name), test, rng, undo)
+            drift, feats = self._tabular_drift(ctx, ctx.split(ref_name), test, rng, undo, labels)
         holm_p = holm([d["p"] for d in drift])
         for d, hp in zip(drift, holm_p):
             d["p_holm"] = _r(hp, 3)
@@ -260,6 +307,11 @@ class CovariateShiftCheck(Check):
             "drifted": [{k: v for k, v in d.items() if k != "p"} for d in drifted[:8]],
             "tests": len(drift),
         }
+        if labels is not None:
+            evidence["class_matched"] = (
+                f"the class mix of {ref_name} and test differs, so both were compared on samples with the same number of "
+                "examples of every class: a new class mix alone (label shift, a training imbalance) is not input shift"
+            )
         if aligned:
             evidence["judged_on"] = (
                 f"test inputs with the estimated preprocessing undone ({', '.join(est.parts)}; "
@@ -313,12 +365,29 @@ class CovariateShiftCheck(Check):
         return "info"
 
     # -- measurements -----------------------------------------------------------
-    def _image_drift(self, ctx, ref_sum, tst_sum, rng):
+    def _labels_to_match(self, ctx, ref_name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Reference and test labels when their class mix differs (chi-square ``p < alpha``), else None.
+
+        A different class mix changes the distribution of inputs without any
+        change of ``p(x | y)``; the measurements then compare class-matched
+        samples (`class_matched_rows`). Without test labels nothing is matched.
+        """
+        ref, test = ctx.split(ref_name), ctx.test
+        if ref is None or ref.y is None or test.y is None:
+            return None
+        if not _class_mix_differs(ref.y, test.y, ctx.n_classes, self.threshold(ctx, "alpha")):
+            return None
+        return ref.y, test.y
+
+    def _image_drift(self, ctx, ref_sum, tst_sum, rng, labels=None):
         drift = []
+        rows_ref = rows_tst = slice(None)
+        if labels is not None:
+            rows_ref, rows_tst = class_matched_rows(labels[0], labels[1], rng)
         for p in PROPERTIES:
             if p == "colourfulness" and min(ref_sum.n_channels, tst_sum.n_channels) < 3:
                 continue
-            a, b = ref_sum.prop(p), tst_sum.prop(p)
+            a, b = ref_sum.prop(p)[rows_ref], tst_sum.prop(p)[rows_tst]
             ks, pv = _ks(a, b)
             a_f, b_f = a[np.isfinite(a)], b[np.isfinite(b)]
             if not len(a_f) or not len(b_f):
@@ -334,19 +403,27 @@ class CovariateShiftCheck(Check):
                 "change_sd": _r((med_b - med_a) / sd_a, 3) if sd_a > 0 else None,
                 "change_relative": _r((med_b - med_a) / abs(med_a), 3) if med_a != 0 else None,
             })
-        feats = self._image_features(ctx, ref_sum, tst_sum, rng)
+        feats = self._image_features(ctx, ref_sum, tst_sum, rng, labels)
         return drift, feats
 
-    def _image_features(self, ctx, ref_sum, tst_sum, rng):
-        """Balanced samples of property vectors (+ thumbnails when shapes agree) for the domain classifier."""
+    def _image_features(self, ctx, ref_sum, tst_sum, rng, labels=None):
+        """Balanced samples of property vectors (+ thumbnails when shapes agree) for the domain classifier.
+
+        With ``labels`` (reference and test labels), both samples are drawn
+        class-matched from the thumbnail sample.
+        """
         m = int(self.threshold(ctx, "max_domain_samples"))
         ri, rt = ref_sum.thumbnails()
         ti, tt = tst_sum.thumbnails()
-        n = min(len(ri), len(ti), m)
+        pool_r, pool_t = np.arange(len(ri)), np.arange(len(ti))
+        if labels is not None:
+            # positions within the thumbnail samples, matched on the labels of the rows they show
+            pool_r, pool_t = class_matched_rows(labels[0][ri], labels[1][ti], rng)
+        n = min(len(pool_r), len(pool_t), m)
         if n < 10:
             return None
-        rsel = np.sort(rng.choice(len(ri), n, replace=False))
-        tsel = np.sort(rng.choice(len(ti), n, replace=False))
+        rsel = np.sort(rng.choice(pool_r, n, replace=False))
+        tsel = np.sort(rng.choice(pool_t, n, replace=False))
         same = ref_sum.n_channels == tst_sum.n_channels
         parts_r = [ref_sum.feature_matrix(ri[rsel]) if same else np.column_stack([ref_sum.prop(p)[ri[rsel]] for p in PROPERTIES])]
         parts_t = [tst_sum.feature_matrix(ti[tsel]) if same else np.column_stack([tst_sum.prop(p)[ti[tsel]] for p in PROPERTIES])]
@@ -362,11 +439,12 @@ class CovariateShiftCheck(Check):
             return None
         return xr[ok_r], xt[ok_t], ti[tsel][ok_t], groups
 
-    def _tabular_drift(self, ctx, ref, test, rng, undo=None):
+    def _tabular_drift(self, ctx, ref, test, rng, undo=None, labels=None):
         m = int(self.threshold(ctx, "max_domain_samples"))
         cap = int(self.threshold(ctx, "max_columns"))
-        rr = np.sort(rng.choice(ref.n, min(ref.n, 5 * m), replace=False))
-        tr = np.sort(rng.choice(test.n, min(test.n, 5 * m), replace=False))
+        pool_r, pool_t = (np.arange(ref.n), np.arange(test.n)) if labels is None else class_matched_rows(labels[0], labels[1], rng)
+        rr = np.sort(rng.choice(pool_r, min(len(pool_r), 5 * m), replace=False))
+        tr = np.sort(rng.choice(pool_t, min(len(pool_t), 5 * m), replace=False))
         xr = np.asarray(ref.x[rr], dtype=np.float64)
         xt = np.asarray(test.x[tr], dtype=np.float64)
         if xr.shape[1] != xt.shape[1]:
