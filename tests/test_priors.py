@@ -214,6 +214,30 @@ def test_unlabelled_label_shift_passes_input_check(shift_unlabelled):
     assert check["rms_smd_after_reweighting"] < 0.25
 
 
+def test_imbalance_bias_is_found_on_a_small_test_set():
+    """25 test examples per class: errors flow only from the minority class to the others (a sign test sees it)."""
+    rng = np.random.default_rng(0)
+    k, per = 4, 25
+    y = np.repeat(np.arange(k), per)
+    probs = np.full((len(y), k), 0.05)
+    pred = y.copy()
+    minority = np.flatnonzero(y == 3)
+    pred[minority[: per // 2]] = rng.integers(0, 3, per // 2)  # half the minority examples go to a majority class
+    majority = np.flatnonzero(y < 3)
+    wrong = rng.choice(majority, int(0.3 * len(majority)), replace=False)
+    pred[wrong] = (y[wrong] + 1) % 3  # majority errors stay among the majority classes
+    probs[np.arange(len(y)), pred] = 0.7
+    probs[minority, 3] += 0.2  # the model still ranks minority examples highest on their own column
+    probs /= probs.sum(axis=1, keepdims=True)
+    train_y = np.repeat(np.arange(k), [200, 200, 200, 10])
+    report = whylow.diagnose(test=whylow.Split(y=y, probs=probs), train=whylow.Split(y=train_y))
+    found = next(f for f in report.findings if f.code == "class-imbalance")
+    ev = found.evidence
+    assert found.severity in ("warning", "critical"), found.title
+    assert ev["majority_predicted_as_minority"] == 0 and ev["minority_predicted_as_majority"] >= 10
+    assert ev["p_value"] < 0.01 < ev["recall_gap_p_value"]  # the recall comparison alone lacks the power
+
+
 def test_balanced_training_no_imbalance_finding():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 600)

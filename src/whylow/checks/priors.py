@@ -58,9 +58,14 @@ the training set counts as imbalanced when that ratio reaches
 class frequencies (``p < alpha``: with many small classes, max/min alone is
 mostly sampling noise).
 Minority classes are those with ``n_k <= max n / imbalance_ratio``. On the
-labelled test split, the pooled recall of minority classes is compared with
-that of the other classes by a one-sided two-proportion z-test (are
-minority samples recalled less often?); the effect size is the recall gap.
+labelled test split, the bias a skewed training set builds in is tested
+directly: minority examples predicted as a majority class are counted
+against majority examples predicted as a minority class, and a one-sided
+exact binomial (sign) test asks whether errors flow towards the majority
+classes more often (McNemar-style; it has far more power on a small test
+set than comparing recalls, since a balanced model errs both ways). The
+effect size is the recall gap between the pooled majority and minority
+classes (the one-sided two-proportion z-test of that gap is reported too).
 Spearman's correlation of per-class recall with ``log n_k`` and the mean
 true-class probability per class are reported as evidence. Under-prediction
 is blamed on the imbalance only when the model still *ranks* minority
@@ -71,10 +76,10 @@ the outputs carry no usable signal about those classes (no-signal data, an
 untrained model) and the finding stays informational. The fix is verified
 by post-hoc logit adjustment (``p'_k ∝ p_k / pi_k^tau``, Menon et al. 2021)
 with ``tau`` (grid 0 to 4) chosen for balanced accuracy on the validation
-split when it has enough samples of every class, otherwise cross-fitted on
-two stratified halves of the test split (chosen on one half, applied to the
-other), scored by balanced accuracy on the test split, with a 95%
-paired-bootstrap interval of the gain. A warning needs
+split when it has enough samples of every class, otherwise ``tau = 1`` (the
+Bayes-consistent correction for balanced error; a tau fitted on halves of
+a small test split is mostly noise), scored by balanced accuracy on the
+test split, with a 95% paired-bootstrap interval of the gain. A warning needs
 ``p < alpha``, a gap of at least ``min_recall_gap`` and the ranking signal;
 it is critical when logit adjustment recovers at least ``critical_gain``
 balanced accuracy and the interval of the gain excludes 0.
@@ -218,6 +223,18 @@ def _pick_verified(before: dict, after: dict, note: str) -> dict:
     ll_gain = (before["log_loss"] - after["log_loss"]) / before["log_loss"] if before["log_loss"] > 0 else 0.0
     metric = "accuracy" if acc_gain >= ll_gain else "log_loss"
     return {"metric": metric, "before": round(before[metric], 4), "after": round(after[metric], 4), "note": note}
+
+
+def _reweighted_residual(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Chi-square (sum of squared z) and RMS standardised difference of the column means of ``b`` vs ``a`` weighted by ``w``."""
+    w = w / w.sum()
+    ma = w @ a
+    va = w @ (a - ma) ** 2
+    n_eff = 1.0 / np.sum(w**2)
+    mb, vb = b.mean(axis=0), b.var(axis=0)
+    z = (mb - ma) / np.sqrt(va / n_eff + vb / len(b) + 1e-12)
+    smd = (mb - ma) / np.sqrt((va + vb) / 2 + 1e-12)
+    return float(np.sum(z**2)), float(np.sqrt(np.mean(smd**2)))
 
 
 @register
@@ -390,56 +407,56 @@ class LabelShiftCheck(Check):
     def _inputs_beyond_label_shift(self, ctx: Context, q: np.ndarray, evidence: dict) -> bool:
         """Whether the test inputs differ from reference inputs re-weighted to the estimated test priors.
 
-        Under label shift ``p(x | y)`` is unchanged, so the reference split's
-        inputs weighted by ``w_y = q_y / pi_ref_y`` match the test inputs in
-        distribution. Compared on the top principal components of the compact
-        features: a chi-square sum of squared z statistics of the mean
-        differences, and the root-mean-square standardised mean difference as
-        the effect size.
+        Under label shift ``p(x | y)`` is unchanged, so the labelled reference
+        inputs (training and validation pooled, so the class means are as
+        precise as the data allow) weighted by ``w_y = q_y / pi_ref_y`` match
+        the test inputs in distribution. Compared on the top principal
+        components of the compact features: a chi-square sum of squared z
+        statistics of the mean differences, and the root-mean-square
+        standardised mean difference as the effect size.
         """
-        from whylow.checks.leakage import scan_split
-
-        test = ctx.test
-        ref = next(
-            (s for s in (ctx.split("val"), ctx.split("train"))
-             if s is not None and s.y is not None and s.x is not None and test.x is not None
-             and s.x.shape[1:] == test.x.shape[1:] and s.layout == test.layout),
-            None,
-        )
+        ref = self._reference_inputs(ctx)
         if ref is None:
             evidence["input_check"] = "not possible (needs inputs x for test and a labelled reference split)"
             return False
+        fr, yr, ft, ref_names = ref
         k = ctx.n_classes
-        fr = ctx.cached(f"scan:{ref.name}:False", lambda: scan_split(ref))["features"].astype(np.float64)
-        ft = ctx.cached(f"scan:{test.name}:False", lambda: scan_split(test))["features"].astype(np.float64)
         mu, sd = fr.mean(axis=0), fr.std(axis=0) + 1e-9
         zr, zt = (fr - mu) / sd, (ft - mu) / sd
         m = min(10, zr.shape[1])
         _, vecs = np.linalg.eigh(np.cov(zr.T))
         proj = vecs[:, ::-1][:, :m]
         a, b = zr @ proj, zt @ proj
-        pi_ref = np.bincount(ref.y, minlength=k) / ref.n
-        out = {}
-        for name, w in (("raw", np.ones(ref.n)), ("reweighted", (q / np.maximum(pi_ref, 1e-12))[ref.y])):
-            w = w / w.sum()
-            ma = w @ a
-            va = w @ (a - ma) ** 2
-            n_eff = 1.0 / np.sum(w**2)
-            mb, vb = b.mean(axis=0), b.var(axis=0)
-            z = (mb - ma) / np.sqrt(va / n_eff + vb / len(b) + 1e-12)
-            smd = (mb - ma) / np.sqrt((va + vb) / 2 + 1e-12)
-            out[name] = (float(np.sum(z**2)), float(np.sqrt(np.mean(smd**2))))
-        p_resid = float(stats.chi2.sf(out["reweighted"][0], m))
+        pi_ref = np.bincount(yr, minlength=k) / len(yr)
+        raw = _reweighted_residual(a, b, np.ones(len(yr)))
+        after = _reweighted_residual(a, b, (q / np.maximum(pi_ref, 1e-12))[yr])
+        p_resid = float(stats.chi2.sf(after[0], m))
         evidence["input_check"] = {
-            "reference_split": ref.name,
+            "reference_splits": ref_names,
             "components": m,
-            "chi2_raw": round(out["raw"][0], 2),
-            "chi2_after_reweighting": round(out["reweighted"][0], 2),
+            "chi2_raw": round(raw[0], 2),
+            "chi2_after_reweighting": round(after[0], 2),
             "p_value_after_reweighting": p_resid,
-            "rms_smd_raw": round(out["raw"][1], 4),
-            "rms_smd_after_reweighting": round(out["reweighted"][1], 4),
+            "rms_smd_raw": round(raw[1], 4),
+            "rms_smd_after_reweighting": round(after[1], 4),
         }
-        return p_resid < self.threshold(ctx, "alpha") and out["reweighted"][1] >= self.threshold(ctx, "max_residual_smd")
+        return p_resid < self.threshold(ctx, "alpha") and after[1] >= self.threshold(ctx, "max_residual_smd")
+
+    @staticmethod
+    def _reference_inputs(ctx: Context):
+        """Compact features and labels of the labelled splits shaped like test (train and val pooled), and test's features."""
+        from whylow.checks.leakage import scan_split
+
+        test = ctx.test
+        if test.x is None:
+            return None
+        refs = [s for s in (ctx.split("train"), ctx.split("val"))
+                if s is not None and s.y is not None and s.x is not None and s.x.shape[1:] == test.x.shape[1:] and s.layout == test.layout]
+        if not refs:
+            return None
+        feats = [ctx.cached(f"scan:{s.name}:False", lambda s=s: scan_split(s))["features"].astype(np.float64) for s in refs]
+        ft = ctx.cached(f"scan:{test.name}:False", lambda: scan_split(test))["features"].astype(np.float64)
+        return np.concatenate(feats), np.concatenate([s.y for s in refs]), ft, [s.name for s in refs]
 
     def _critical(self, ctx: Context, evidence: dict) -> bool:
         pc = evidence["prior_correction"]
@@ -461,7 +478,7 @@ class ClassImbalanceCheck(Check):
     #: Training max/min count ratio from which the training set counts as imbalanced; classes with
     #: at most ``max count / imbalance_ratio`` examples are minority classes.
     imbalance_ratio = 3.0
-    #: Significance level of the one-sided two-proportion test (minority recall < majority recall).
+    #: Significance level of the one-sided sign test (errors flow from minority to majority classes).
     alpha = 0.01
     #: Smallest recall gap between majority and minority classes that matters.
     min_recall_gap = 0.10
@@ -510,7 +527,12 @@ class ClassImbalanceCheck(Check):
         pooled = (tp[minority].sum() + tp[~minority].sum()) / (m_sup + M_sup)
         se = np.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / m_sup + 1 / M_sup))
         z = gap / se
-        p_value = float(stats.norm.sf(z))
+        p_gap = float(stats.norm.sf(z))
+        # the bias itself: errors flow from minority to majority classes far more than the other way
+        pred = probs.argmax(axis=1)
+        to_majority = int((minority[y] & ~minority[pred]).sum())
+        to_minority = int((~minority[y] & minority[pred]).sum())
+        p_value = float(stats.binomtest(to_majority, to_majority + to_minority, 0.5, alternative="greater").pvalue) if to_majority + to_minority else 1.0
         present = support > 0
         rho, rho_p = (float("nan"), float("nan"))
         if present.sum() >= 3 and np.ptp(np.log1p(counts[present])) > 0 and np.ptp(pcm["recall"][present]) > 0:
@@ -521,12 +543,15 @@ class ClassImbalanceCheck(Check):
             majority_recall=round(float(rec_maj), 4),
             recall_gap=round(float(gap), 4),
             z=round(float(z), 3),
+            recall_gap_p_value=p_gap,
+            minority_predicted_as_majority=to_majority,
+            majority_predicted_as_minority=to_minority,
             p_value=p_value,
             spearman_recall_vs_log_count=None if np.isnan(rho) else round(rho, 3),
             spearman_p_value=None if np.isnan(rho_p) else rho_p,
         )
-        # verification: post-hoc logit adjustment, tau fitted on held-out data: the validation split when it
-        # has enough samples of every class, else two-fold cross-fitting on the test split
+        # verification: post-hoc logit adjustment, tau fitted on the validation split when it has enough samples
+        # of every class, else tau = 1 (the Bayes-consistent correction for balanced error, nothing fitted on test)
         grid = np.arange(0.0, 4.01, 0.25)
         val = ctx.split("val")
         if (val is not None and val.y is not None and val.probs is not None
@@ -535,15 +560,10 @@ class ClassImbalanceCheck(Check):
             tau_source = "fitted on the validation split (max balanced accuracy)"
             adjusted = logit_adjust(probs, pi, tau)
         else:
-            fold = _stratified_halves(y, ctx.seed)
-            adjusted = np.empty_like(probs)
-            taus = []
-            for f in (0, 1):
-                t_f, _ = fit_tau(y[fold != f], probs[fold != f], pi, grid)
-                adjusted[fold == f] = logit_adjust(probs[fold == f], pi, t_f)
-                taus.append(t_f)
-            tau = float(np.mean(taus))
-            tau_source = f"cross-fitted on two halves of the test split (tau {taus[0]:g} and {taus[1]:g}, each scored on the other half)"
+            tau = 1.0
+            tau_source = ("the default tau = 1 (Menon et al. 2021: Bayes-consistent for balanced error), as the validation split "
+                          "has too few examples of some class to fit it")
+            adjusted = logit_adjust(probs, pi, tau)
         ba_before, ba_after = metrics.balanced_accuracy(y, probs), metrics.balanced_accuracy(y, adjusted)
         pcm_after = metrics.per_class_metrics(y, adjusted)
         gain = ba_after - ba_before
