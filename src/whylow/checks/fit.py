@@ -669,13 +669,15 @@ class OverfittingCheck(Check):
     val_rise = 0.20
     #: Epochs the minimum must lie before the end.
     min_epochs_after_best = 3
+    #: Relative difference within which the model's validation log-loss is the history's final val_loss (final weights).
+    same_loss = 0.05
 
     def run(self, ctx: Context) -> list[Finding]:
         gap = self._gap_evidence(ctx)
         hist = self._history_evidence(ctx)
         if gap is None and hist is None:
             return []
-        measured = [c for c in (self._gap_cost(ctx, gap), self._early_stopping_cost(ctx, hist),
+        measured = [c for c in (self._gap_cost(ctx, gap, hist), self._early_stopping_cost(ctx, hist),
                                 self._log_loss_cost(ctx, gap, hist)) if c is not None]
         candidates = [c for c in measured if c["severity"] is not None]
         worst = min(candidates, key=lambda c: (SEVERITIES.index(c["severity"]), -c["explains"]["gap"]), default=None)
@@ -755,10 +757,16 @@ class OverfittingCheck(Check):
             now = float(_nll_rows(val_split.y, val_split.probs).mean())
             # weights restored to the best epoch (Keras EarlyStopping(restore_best_weights=True)): nothing left to gain
             out["weights_restored_to_best"] = bool(out["epochs_after_best"] > 0 and abs(now - v[best]) < abs(now - v[-1]))
+            out["val_log_loss_now"] = _round(now)
+            # the predictions are those of the last epoch, unrescaled: the history's final val_loss is the model's
+            out["final_weights"] = bool(abs(now - v[-1]) <= self.threshold(ctx, "same_loss") * v[-1])
+            # early stopping's validation loss: the lowest 3-epoch mean (less optimistic than the single lowest epoch)
+            smooth = np.convolve(v, np.ones(3) / 3, mode="valid") if v.size >= 3 else v
+            out["val_loss_early_stopping"] = _round(smooth.min())
         return out
 
     # -- costs: what fixing the overfitting would recover ----------------------------
-    def _gap_cost(self, ctx: Context, gap: dict | None) -> dict | None:
+    def _gap_cost(self, ctx: Context, gap: dict | None, hist: dict | None) -> dict | None:
         """Held-out accuracy below the reference's, by a gap beyond the reference's own (module docstring).
 
         Without a reference, the gap itself (judged against ``warn_gap``).
@@ -777,10 +785,14 @@ class OverfittingCheck(Check):
             beyond_low = gap["accuracy_gap_ci95"][0] - max(gap["reference_gap"], 0.0)
             value, low = min(below, beyond), min(below_low, beyond_low)
             source, warn, warn_low = "below_reference", self.threshold(ctx, "min_cost"), 0.0
+            # a model that fits its training data no better than the linear model does, or whose weights early stopping
+            # already chose, is a weaker model than the reference, not one that memorised: no cost attributed to overfitting
+            attributable = gap["train_accuracy"] >= gap["reference_in_sample_accuracy"] and not (hist or {}).get("weights_restored_to_best")
         else:
             value, low, source = acc_gap, gap["accuracy_gap_ci95"][0], "gap"
             warn, warn_low = self.threshold(ctx, "warn_gap"), self.threshold(ctx, "warn_gap_low")
-        severity = self._accuracy_severity(ctx, value, low, warn, warn_low)
+            attributable = True
+        severity = self._accuracy_severity(ctx, value, low, warn, warn_low) if attributable else None
         return {"source": source, "severity": severity, "value": _round(value), "lower_bound": _round(low),
                 "confidence": min(0.99, 0.6 + 2 * max(low, 0.0)),
                 "explains": make_explains("accuracy", value, acc_gap, "the model's training accuracy")}
@@ -804,10 +816,14 @@ class OverfittingCheck(Check):
 
     def _log_loss_cost(self, ctx: Context, gap: dict | None, hist: dict | None) -> dict | None:
         """Held-out log-loss a rescaling of the scores recovers, when the model memorised its training data."""
-        if gap is None or gap["train_accuracy"] < self.threshold(ctx, "memorised_accuracy") or gap["log_loss_gap_ci95"][0] <= 0:
+        if gap is None or gap["log_loss_gap_ci95"][0] <= 0:
             return None
         far_surer = gap["log_loss_gap"] >= self.threshold(ctx, "nll_gap")
-        if not (far_surer or self._val_loss_rose(ctx, hist)):
+        memorised = gap["train_accuracy"] >= self.threshold(ctx, "memorised_accuracy") and (far_surer or self._val_loss_rose(ctx, hist))
+        past_best = self._trained_past_best(ctx, hist)
+        if past_best:
+            return self._past_best_cost(ctx, hist)
+        if not memorised:
             return None
         res = _held_out_rescaling(ctx, held_out(ctx))
         if res is None:
@@ -819,12 +835,43 @@ class OverfittingCheck(Check):
                 severity = "critical"
             elif rel >= self.threshold(ctx, "min_log_loss_gain"):
                 severity = "warning"
-        return {"source": "memorised_overconfidence", "severity": severity, "relative_gain": _round(rel),
+        return {"source": "memorised_overconfidence", "severity": severity, "relative_gain": _round(rel), "trained_past_best": past_best,
                 "log_loss_before": _round(res["before"]), "log_loss_after": _round(res["after"]),
                 "temperature": _round(res["temperature"], 3), "p_value": res["p_value"],
                 "confidence": min(0.95, (1.0 - res["p_value"]) * (0.6 + 0.4 * min(1.0, rel / self.threshold(ctx, "critical_log_loss_gain")))),
                 "measured_on": res["split"],
                 "explains": make_explains("log_loss", res["before"] - res["after"], res["before"], f"the {res['split']} log-loss")}
+
+    def _past_best_cost(self, ctx: Context, hist: dict) -> dict:
+        """Validation log-loss that stopping at the best epoch would have kept, when the excess is overconfidence.
+
+        The final weights' validation log-loss against the lowest 3-epoch mean of the history's ``val_loss``; the
+        excess counts only when the scores are overconfident on the validation split (a temperature above 1 fitted
+        there), the mechanism by which training on memorised examples raises the held-out loss.
+        """
+        from whylow.fixes.temperature import TemperatureScaler
+
+        val = ctx.split("val")
+        now, stopped = hist["val_log_loss_now"], hist["val_loss_early_stopping"]
+        rel = 1.0 - stopped / now if now > 0 else 0.0
+        scaler = TemperatureScaler(seed=ctx.seed).fit(val.y, probs=val.probs)
+        temperature = float(scaler.temperature_)
+        severity = None
+        if temperature > 1.0:
+            if rel >= self.threshold(ctx, "critical_log_loss_gain"):
+                severity = "critical"
+            elif rel >= self.threshold(ctx, "min_log_loss_gain"):
+                severity = "warning"
+        return {"source": "memorised_overconfidence", "severity": severity, "relative_gain": _round(rel), "trained_past_best": True,
+                "log_loss_before": _round(now), "log_loss_after": _round(stopped), "temperature": _round(temperature, 3),
+                "measured_on": "val", "method": "early stopping (history's val_loss) vs the final weights",
+                "confidence": min(0.95, 0.6 + 0.35 * min(1.0, rel / self.threshold(ctx, "critical_log_loss_gain"))),
+                "explains": make_explains("log_loss", now - stopped, now, "the val log-loss")}
+
+    def _trained_past_best(self, ctx: Context, hist: dict | None) -> bool:
+        """The model is the last epoch of a run whose validation loss rose after its minimum while the training loss fell."""
+        ho = held_out(ctx)
+        return bool(self._val_loss_rose(ctx, hist) and hist.get("final_weights") and ho is not None and ho.name == "val")
 
     def _val_loss_rose(self, ctx: Context, hist: dict | None) -> bool:
         """The classic signature: validation loss up ``val_rise`` after its minimum while the training loss kept falling."""
@@ -881,6 +928,13 @@ class OverfittingCheck(Check):
                 f"Training went on past its best epoch: validation accuracy fell from {hist['val_accuracy_at_best']:.2f} at epoch "
                 f"{hist['best_epoch']} (lowest validation loss) to {hist['val_accuracy_last']:.2f} at the end while the training loss kept falling"
             )
+        elif source == "memorised_overconfidence" and cost.get("trained_past_best"):
+            title = (
+                f"Training went on past its best epoch and left the model overconfident on data it has not seen: validation "
+                f"log-loss {hist['val_log_loss_now']:.3g} now vs {hist['val_loss_early_stopping']:.3g} around epoch {hist['best_epoch']} "
+                f"(lowest validation loss) while the training loss fell to {ev['train_log_loss']:.2g}; stopping there would have "
+                f"cut it by {cost['relative_gain']:.0%}, and the scores are overconfident (a temperature of {cost['temperature']:.2f} fits them)"
+            )
         elif source == "memorised_overconfidence":
             title = (
                 f"The model memorised its training data (accuracy {ev['train_accuracy']:.2f}, log-loss {ev['train_log_loss']:.2f} on train) "
@@ -904,19 +958,19 @@ class OverfittingCheck(Check):
         return title, "; ".join(s[0].upper() + s[1:] if i == 0 else s for i, s in enumerate(steps)) + "."
 
 
-def _held_out_rescaling(ctx: Context, split: SplitData) -> dict | None:
+def _held_out_rescaling(ctx: Context, split: SplitData, cross_fit_only: bool = False) -> dict | None:
     """Relative held-out NLL gain of temperature scaling (None with too few samples).
 
     Measured as the calibration check measures it when the test split is
     labelled (the temperature fitted on the validation split, or cross-fitted
-    on test, shared through ``ctx.cached("temperature")``), else two-fold
-    cross-fitted on ``split``.
+    on test, shared through ``ctx.cached("temperature")``), else (or with
+    ``cross_fit_only``) two-fold cross-fitted on ``split``.
     """
     from whylow.checks.calibration import CalibrationCheck, _fit_calibration, paired_nll_test
     from whylow.fixes.temperature import TemperatureScaler, cross_fit, to_logits
 
     test = ctx.test
-    if test.y is not None and test.probs is not None and test.n >= CalibrationCheck.min_samples and len(np.unique(test.y)) >= 2:
+    if not cross_fit_only and test.y is not None and test.probs is not None and test.n >= CalibrationCheck.min_samples and len(np.unique(test.y)) >= 2:
         max_fit = int(ctx.option("calibration", "max_fit_samples", CalibrationCheck.max_fit_samples))
         cal = ctx.cached("temperature", lambda: _fit_calibration(ctx, max_fit))
         res = paired_nll_test(_nll_rows(test.y, test.probs), _nll_rows(test.y, cal["heldout"]["test"]))
