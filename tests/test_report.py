@@ -154,3 +154,52 @@ def test_the_packaged_schema_is_the_contracts_copy():
     if not CONTRACT_SCHEMA_PATH.exists():
         pytest.skip(f"the design contract's schema {CONTRACT_SCHEMA_PATH} is not in this checkout (it lives in ../shared)")
     assert report_schema() == json.loads(CONTRACT_SCHEMA_PATH.read_text())
+
+
+def _report_with_findings():
+    from whylow.report import Report
+    from whylow.report.finding import make_explains
+
+    long_fix = ("Divide test inputs by 255 as the train inputs were. Then re-run the evaluation; "
+                "if the model normalises inside, remove the extra step from the serving code.")
+    cause = Finding("preprocessing-mismatch", "critical", 0.97, "Test inputs are raw 0-255 values but train inputs were divided by 255",
+                    {"accuracy_before": 0.686666, "p_value": 1.234e-9, "detail": {"nested": 1}}, long_fix,
+                    {"metric": "accuracy", "before": 0.6867, "after": 0.8767},
+                    explains=make_explains("accuracy", 0.19, 0.22, "validation"))
+    symptom = Finding("overconfidence", "warning", 0.8, "Overconfident on the test split", {}, "Divide the logits by T=2.1.",
+                      {"metric": "log_loss", "before": 0.112, "after": 0.0961})
+    return Report(inputs={"splits": {"test": {"n": 300}}, "n_classes": 10}, summary={"n_test": 300, "accuracy": 0.686667},
+                  findings=rank_findings([symptom, cause]))
+
+
+def test_the_terminal_report_fits_80_columns_one_block_per_finding():
+    text = _report_with_findings().to_text(width=80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any(line.startswith("│ 1. CRITICAL  preprocessing-mismatch") for line in lines), text
+    assert "verified: accuracy 68.7% → 87.7% (+19.0 points)" in text
+    assert "verified: log_loss 0.112 → 0.0961 (−14%)" in text
+    assert "fix: Divide test inputs by 255 as the train inputs were." in text
+    assert "remove the extra step" not in text  # the full fix is for --verbose
+    assert "accuracy before" not in text
+
+
+def test_verbose_adds_the_full_fix_and_the_evidence_numbers():
+    text = _report_with_findings().to_text(width=80, verbose=True)
+    flat = " ".join(line.strip("│ ") for line in text.splitlines())
+    assert "remove the extra step from the serving code." in flat
+    assert "accuracy before: 0.687" in flat and "p value: 1.23e-09" in flat
+    assert "nested" not in flat
+
+
+def test_cli_verbose_prints_the_evidence(run_whylow, tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    probs = np.full((400, 3), 0.02)
+    probs[np.arange(400), (y + (rng.random(400) < 0.4)) % 3] = 0.96  # 40% confidently wrong
+    np.savez(tmp_path / "test.npz", y=y, probs=probs)
+    short = run_whylow("diagnose", "--test", tmp_path / "test.npz")
+    verbose = run_whylow("diagnose", "--test", tmp_path / "test.npz", "--verbose")
+    assert short.returncode == verbose.returncode == 0
+    assert "--verbose" in short.stdout
+    assert len(verbose.stdout) > len(short.stdout) and ": " in verbose.stdout

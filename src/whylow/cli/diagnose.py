@@ -18,14 +18,14 @@ class FailOn(str, Enum):
     critical = "critical"
 
 
-def write_outputs(report, json_path=None, markdown_path=None, html_path=None, quiet=False) -> None:
+def write_outputs(report, json_path=None, markdown_path=None, html_path=None, quiet=False, verbose=False) -> None:
     """Print the terminal report and write the requested files (atomically; pipes and devices in place)."""
     from rich.console import Console
 
     from whylow.report.text import print_report
 
     if not quiet:
-        print_report(report, Console())
+        print_report(report, Console(), verbose=verbose)
     for path, save in ((json_path, report.save_json), (markdown_path, report.save_markdown), (html_path, report.save_html)):
         if path is not None:
             save(path)
@@ -111,6 +111,7 @@ def diagnose_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for bootstrap and cross-fitting (0 to 4294967295)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; only write files and set the exit code."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each finding's full fix and its evidence."),
 ):
     """Diagnose why predictions are low and report ranked causes with fixes."""
     from whylow.diagnose import diagnose
@@ -139,6 +140,6 @@ def diagnose_command(
         seed=seed,
         progress=not quiet,
     )
-    write_outputs(report, json_path, markdown_path, html_path, quiet)
+    write_outputs(report, json_path, markdown_path, html_path, quiet, verbose)
     if fail_on is not None and report.fails(fail_on.value):
         raise typer.Exit(1)

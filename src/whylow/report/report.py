@@ -341,11 +341,11 @@ class Report:
 
         return render_markdown(self)
 
-    def to_text(self, width: int = 100, color: bool = False) -> str:
-        """The terminal summary as plain (or ANSI-coloured) text."""
+    def to_text(self, width: int = 100, color: bool = False, verbose: bool = False) -> str:
+        """The terminal summary as plain (or ANSI-coloured) text; ``verbose`` adds full fixes and each finding's evidence."""
         from whylow.report.text import render_text
 
-        return render_text(self, width=width, color=color)
+        return render_text(self, width=width, color=color, verbose=verbose)
 
     def to_html(self) -> str:
         """The self-contained HTML report."""

@@ -5,29 +5,52 @@ from __future__ import annotations
 import io
 
 from rich.console import Console, Group
+from rich.padding import Padding
 from rich.panel import Panel
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["consequence_text", "explains_text", "format_value", "print_report", "render_text"]
+__all__ = ["consequence_text", "explains_text", "finding_block", "format_value", "print_report", "render_text", "verified_text"]
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "log_loss", "brier", "ece", "mean_confidence")
 
 
 def format_value(value) -> str:
-    """Format a metric for people: 4 significant digits, '—' for missing."""
+    """Format a metric for people: 3 significant digits, '—' for missing.
+
+    >>> format_value(0.50781), format_value(12.345), format_value(None), format_value(3)
+    ('0.508', '12.3', '—', '3')
+    """
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}"
     return str(value)
 
 
-def _verified_text(v: dict | None) -> str:
+_PROPORTIONS = ("accuracy", "balanced_accuracy", "recall", "precision", "f1", "top5_accuracy")
+
+
+def verified_text(v: dict | None) -> str:
+    """The verification in words: proportions in percent with the change in points, scores to 3 significant digits.
+
+    >>> verified_text({"metric": "accuracy", "before": 0.6867, "after": 0.8767})
+    'verified: accuracy 68.7% → 87.7% (+19.0 points)'
+    >>> verified_text({"metric": "log_loss", "before": 0.112, "after": 0.0961})
+    'verified: log_loss 0.112 → 0.0961 (−14%)'
+    """
     if not v:
         return ""
-    return f"verified: {v['metric']} {format_value(v['before'])} → {format_value(v['after'])}"
+    metric, before, after = v.get("metric"), v.get("before"), v.get("after")
+    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)):
+        return f"verified: {metric} {format_value(before)} → {format_value(after)}"
+    if metric in _PROPORTIONS:
+        change = (after - before) * 100
+        return f"verified: {metric} {before:.1%} → {after:.1%} ({'+' if change >= 0 else '−'}{abs(change):.1f} points)"
+    rel = f" ({'+' if after >= before else '−'}{abs(after - before) / abs(before):.0%})" if before else ""
+    return f"verified: {metric} {format_value(float(before))} → {format_value(float(after))}{rel}"
 
 
 def explains_text(explains: dict | None) -> str:
@@ -82,37 +105,71 @@ def preprocessing_text(report) -> str:
     return "Applied as declared: " + "; ".join(parts) if parts else ""
 
 
-def build_renderables(report) -> list:
-    """The rich renderables of the terminal report, in order."""
+def _first_sentence(text: str) -> str:
+    """Up to the first sentence end (or semicolon) — the gist, for the default view."""
+    for sep in (". ", "; "):
+        cut = text.find(sep)
+        if 0 < cut < len(text) - 2:
+            return text[:cut + 1].rstrip(";") + (" …" if sep == "; " else "")
+    return text
+
+
+def _evidence_lines(evidence) -> list[str]:
+    """Top-level numbers and short strings of a finding's evidence, one ``key: value`` per line (``--verbose``)."""
+    if not isinstance(evidence, dict):
+        return []
+    out = []
+    for key, value in evidence.items():
+        if key == "explained_by" or isinstance(value, (dict, list, tuple)):
+            continue
+        text = format_value(float(value)) if isinstance(value, float) else str(value)
+        if len(text) <= 120:
+            out.append(f"{key.replace('_', ' ')}: {text}")
+    return out
+
+
+def finding_block(i: int, f, verbose: bool = False) -> Text:
+    """One finding as a block: headline, its place among the causes, fix, verification, share, consequences."""
+    cause = _cause_text(f)
+    block = Text()
+    block.append(f"{i}. ", style="bold")
+    block.append(f.severity.upper(), style=_STYLE[f.severity])
+    block.append(f"  {'↳ ' if cause else ''}{f.code}", style="bold")
+    block.append(f"  confidence {f.confidence:.2f}\n", style="dim")
+    block.append(f.title + "\n")
+    if cause:
+        block.append(cause + "\n", style="dim")
+    if f.fix:
+        block.append("fix: ", style="bold")
+        block.append((f.fix if verbose else _first_sentence(f.fix)) + "\n")
+    v = verified_text(f.verified)
+    if v:
+        block.append(v + "\n", style="green")
+    share = explains_text(getattr(f, "explains", None))
+    if share:
+        block.append(share + "\n")
+    also = consequence_text(getattr(f, "consequences", None))
+    if also:
+        block.append(also + "\n", style="magenta")
+    if verbose:
+        for line in _evidence_lines(f.evidence):
+            block.append("  " + line + "\n", style="dim")
+    block.rstrip()
+    return block
+
+
+def build_renderables(report, verbose: bool = False) -> list:
+    """The rich renderables of the terminal report, in order: verdict, one block per finding, the numbers."""
     parts: list = [Text(report.verdict, style="bold")]
     declared = preprocessing_text(report)
     if declared:
         parts.append(Text(declared, style="dim"))
     if report.findings:
-        table = Table(title="Findings (most likely cause first)", show_lines=True, expand=True)
-        table.add_column("#", justify="right", width=3)
-        table.add_column("severity", width=9)
-        table.add_column("code", width=22)
-        table.add_column("what and what to do", ratio=1)
+        parts.append(Rule("Findings (most likely cause first)", style="dim"))
         for i, f in enumerate(report.findings, 1):
-            body = Text(f.title, style="bold")
-            cause = _cause_text(f)
-            if cause:
-                body.append("\n" + cause, style="dim")
-            body.append(f"\nfix: {f.fix}" if f.fix else "")
-            v = _verified_text(f.verified)
-            if v:
-                body.append("\n" + v, style="green")
-            share = explains_text(getattr(f, "explains", None))
-            if share:
-                body.append("\n" + share)
-            also = consequence_text(getattr(f, "consequences", None))
-            if also:
-                body.append("\n" + also, style="magenta")
-            body.append(f"\nconfidence {f.confidence:.2f}", style="dim")
-            code = f"↳ {f.code}" if cause else f.code
-            table.add_row(str(i), Text(f.severity, style=_STYLE[f.severity]), code, body)
-        parts.append(table)
+            parts.append(Padding(finding_block(i, f, verbose), (0, 0, 1, 0)))
+        if not verbose:
+            parts.append(Text("Full fixes and the evidence behind each finding: --verbose, --html or --json.", style="dim"))
     else:
         parts.append(Text("No findings.", style="green"))
     metrics = Table(title=f"Test split (n={report.summary.get('n_test')})", expand=False)
@@ -128,7 +185,7 @@ def build_renderables(report) -> list:
     }
     for key in _SUMMARY_KEYS:
         ci = report.intervals.get(key)
-        ci_text = f"{ci[0]:.3g} – {ci[1]:.3g}" if ci and None not in ci else ""
+        ci_text = f"{format_value(float(ci[0]))} – {format_value(float(ci[1]))}" if ci and None not in ci else ""
         metrics.add_row(key, format_value(report.summary.get(key)), ci_text, format_value(base.get(key)))
     parts.append(metrics)
     notrun = [c for c in report.checks if c.status != "ran"]
@@ -143,15 +200,15 @@ def build_renderables(report) -> list:
     return parts
 
 
-def print_report(report, console: Console | None = None) -> None:
-    """Print the report to a rich console (stdout by default)."""
+def print_report(report, console: Console | None = None, verbose: bool = False) -> None:
+    """Print the report to a rich console (stdout by default); ``verbose`` adds full fixes and each finding's evidence."""
     console = console or Console()
-    console.print(Panel(Group(*build_renderables(report)), title="whylow", expand=True))
+    console.print(Panel(Group(*build_renderables(report, verbose)), title="whylow", expand=True))
 
 
-def render_text(report, width: int = 100, color: bool = False) -> str:
+def render_text(report, width: int = 100, color: bool = False, verbose: bool = False) -> str:
     """Render the terminal report to a string."""
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None)
-    print_report(report, console)
+    print_report(report, console, verbose)
     return buf.getvalue()
