@@ -172,3 +172,64 @@ def test_healthy_raises_no_label_noise(seed):
     report = build("none", seed=seed).diagnose()
     assert not [f for f in report.findings if f.code == "label-noise" and f.severity != "info"]
     assert {c.name: c.status for c in report.checks}["label-noise"] == "ran"
+
+
+# -- evaluation labels judged against validation labels ---------------------------------------------
+def _model_outputs(rng, y: np.ndarray, k: int) -> np.ndarray:
+    """Probabilities of a good, roughly calibrated model for true classes ``y``: confidence varies, ~85% right."""
+    logits = rng.normal(size=(len(y), k))
+    logits[np.arange(len(y)), y] += rng.uniform(0.5, 6.0, len(y))
+    probs = np.exp(logits)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _val_and_test(seed: int, k: int = 5, n: int = 600, test_prior=None):
+    rng = np.random.default_rng(seed)
+    y_val = rng.integers(0, k, n)
+    y_test = rng.choice(k, n, p=test_prior) if test_prior is not None else rng.integers(0, k, n)
+    return rng, (y_val, _model_outputs(rng, y_val, k)), (y_test, _model_outputs(rng, y_test, k))
+
+
+def test_matched_accuracies_predict_a_clean_split():
+    from whylow.checks.label_noise import class_matched_accuracy, confidence_matched_accuracy
+
+    _, (yv, pv), (yt, pt) = _val_and_test(0)
+    correct_v, acc_t = pv.argmax(axis=1) == yv, (pt.argmax(axis=1) == yt).mean()
+    by_conf, var_conf = confidence_matched_accuracy(pv.max(axis=1), correct_v, pt.max(axis=1))
+    by_class, var_class = class_matched_accuracy(yv, correct_v, yt, 5)
+    assert abs(by_conf - acc_t) < 3 * np.sqrt(var_conf + 0.25 / len(yt))
+    assert abs(by_class - acc_t) < 3 * np.sqrt(var_class + 0.25 / len(yt))
+    # a class the reference lacks takes the reference's overall accuracy
+    assert class_matched_accuracy(np.zeros(4, int), np.array([1, 1, 0, 0], bool), np.ones(3, int), 2)[0] == 0.5
+
+
+def test_wrong_test_labels_found_against_clean_validation_labels():
+    """Test labels flipped, validation labels clean, the same model: test accuracy falls at every confidence."""
+    rng, (yv, pv), (yt, pt) = _val_and_test(1)
+    noisy, _ = flip_labels(yt, 0.2, 5, rng)
+    report = whylow.diagnose(test=whylow.Split(y=noisy, probs=pt), val=whylow.Split(y=yv, probs=pv))
+    found = [f for f in report.findings if f.code == "label-noise"]
+    assert found and found[0].severity == "critical" and report.findings[0].code == "label-noise"
+    test = {s["split"]: s for s in found[0].evidence["splits"]}["test"]
+    assert test["decided_by"] == "validation reference"
+    assert 0.12 < test["accuracy_drop_vs_val"] < 0.22 and test["val_reference_p_value"] < 1e-6
+    assert abs(test["val_reference_noise_rate"] - 0.2) < 0.06
+    assert found[0].explains["share"] > 0.4 and found[0].explains["against"].startswith("validation")
+
+
+@pytest.mark.parametrize("test_prior", [None, [0.6, 0.1, 0.1, 0.1, 0.1]])
+def test_clean_test_labels_stay_quiet_against_validation(test_prior):
+    """Same model, clean labels (also with another class mix on test): no label-noise warning."""
+    _, (yv, pv), (yt, pt) = _val_and_test(2, test_prior=test_prior)
+    report = whylow.diagnose(test=whylow.Split(y=yt, probs=pt), val=whylow.Split(y=yv, probs=pv))
+    assert not [f for f in report.findings if f.code == "label-noise" and f.severity != "info"]
+
+
+def test_hard_training_examples_are_not_wrong_labels():
+    """A healthy grid model (logistic regression on digits) whose proxy flags more training than test examples:
+    training the proxy without them makes it worse, which refutes wrong labels."""
+    from whylow.scenarios.grid import build_case, sample_case
+
+    sc = build_case(sample_case(5302, fault=None))
+    report = sc.diagnose(seed=5302)
+    assert not [f for f in report.findings if f.code == "label-noise" and f.severity != "info"]

@@ -65,10 +65,38 @@ agrees:
   often than the better of them agrees with the labels (one-sided sign test
   on the examples where the two differ, ``p < alpha``): with right labels
   that needs them to share most of their errors; wrong labels make it the
-  rule (both predict the true class).
+  rule (both predict the true class). From a confirmed fraction of
+  ``agreement_exempt_rate`` (10%) this last test is waived: a weak proxy
+  (linear, on 8×8 thumbnails of shapes) agrees with the model less often
+  than the model with the labels even when a fifth of them are wrong, and
+  two classifiers that agree beyond chance (kappa) sharing that many
+  confident disagreements, with the model's most confident predictions
+  contradicted too, is wrong labels.
   Warning: ``p < alpha``, kappa ``>= min_kappa``, confirmed fraction ``>=
   min_rate`` and the model's confirmation; critical: ``>= critical_rate``.
   Without the model's confirmation it is ``info``.
+* Test split against the validation split (both with labels and
+  predictions, `_validation_reference`), the model held fixed: two
+  splits drawn alike get the same accuracy from the same model, at the same
+  confidence and in every class. The test accuracy is predicted from
+  validation twice, at the test's confidences (`confidence_matched_accuracy`)
+  and at its class mix (`class_matched_accuracy`: per-class recall does not
+  move with the priors), and the drop below the higher prediction is tested
+  (one-sided z-test against each, the larger p-value). Wrong test labels
+  lower accuracy at every confidence and in every class; a weak model's
+  errors are already in the validation accuracy. A covariate shift also
+  lowers test accuracy, so the inputs must not have moved: a domain
+  classifier on the compact features and the model's log-probabilities
+  (`whylow.checks.shift.domain_classifier`), and chi-square tests of the
+  given and predicted class mixes, all ``p >= alpha`` (otherwise ``info``).
+  The drop is the measured effect: a warning from ``min_drop`` (5 accuracy
+  points, ``p < alpha``), critical from ``critical_drop`` (10 points) when
+  it is also ``min_error_share`` of the test errors; the noise rate it
+  implies is ``drop / (expected - (1 - expected) / (K - 1))`` (a flipped
+  label matches a right prediction only by luck). The examples are the
+  model's confident-learning flags. It decides the split's severity when it
+  is the stronger evidence (``decided_by``). With validation labels just as
+  wrong it sees nothing; the within-split proxy above is for that.
 * Evaluation split without inputs (predictions only): the model's flags
   alone, behind a stricter gate. Wrong labels hit the model's most confident
   predictions as often as any others, while the errors of a weak or
@@ -89,7 +117,11 @@ agrees:
   noisier than the evaluation labels when the train fraction is higher by at
   least ``min_rate`` (one-sided two-proportion z-test, ``p < alpha``) and
   the proxy carries signal (kappa with the training labels ``>=
-  min_proxy_kappa``); critical from ``train_critical_excess``.
+  min_proxy_kappa``); critical from ``train_critical_excess``. The
+  intervention must not refute it: when the proxy re-fitted without the
+  flagged training examples scores lower on the evaluation split than the
+  proxy fitted on all of train, the flagged examples are hard ones, not
+  wrong labels, and the split is ``info``.
 * A proxy alone (no model predictions for an evaluation split, or training
   labels without an evaluation split to compare with) is reported as
   evidence only: a weak proxy's disagreements cannot be told from label
@@ -97,7 +129,9 @@ agrees:
 
 ``explains``: on an evaluation split, the flagged fraction (each flagged
 example counts as a model error that a right label would undo), of the
-split's error rate; for training labels, the proxy's verified gain.
+split's error rate, or, when the validation reference decided, the drop
+below validation of the split's error rate; for training labels, the
+proxy's verified gain.
 
 Verification: on an evaluation split, the model's accuracy on all examples
 vs without the flagged examples (the measured effect of excluding them, not
@@ -464,6 +498,76 @@ def top_confident_disagreement(y_true: np.ndarray, probs: np.ndarray, fraction: 
     }
 
 
+def confidence_matched_accuracy(conf_ref: np.ndarray, correct_ref: np.ndarray, conf_tst: np.ndarray,
+                                n_bins: int = 5) -> tuple[float, float]:
+    """Accuracy a split should have if each of its predictions were right as often as reference predictions as confident.
+
+    The reference rows are binned by the model's confidence (quantiles of both
+    splits pooled); each bin's reference accuracy is weighted by the share of
+    the split's rows in that bin.
+
+    Parameters
+    ----------
+    conf_ref, correct_ref : ndarray of shape (n_ref,)
+        Reference confidences (top probability) and whether the prediction is right.
+    conf_tst : ndarray of shape (n_tst,)
+        Confidences on the split to predict.
+    n_bins : int
+
+    Returns
+    -------
+    expected : float
+    variance : float
+        Sampling variance of ``expected`` from the reference rows (binomial per bin).
+    """
+    edges = np.unique(np.quantile(np.concatenate([conf_ref, conf_tst]), np.linspace(0, 1, n_bins + 1)[1:-1]))
+    b_ref, b_tst = np.searchsorted(edges, conf_ref), np.searchsorted(edges, conf_tst)
+    n_b = len(edges) + 1
+    # a bin without reference rows borrows the nearest bin that has some
+    cnt = np.bincount(b_ref, minlength=n_b)
+    hits = np.bincount(b_ref, weights=correct_ref.astype(np.float64), minlength=n_b)
+    filled = np.flatnonzero(cnt > 0)
+    nearest = filled[np.abs(np.arange(n_b)[:, None] - filled[None, :]).argmin(axis=1)]
+    acc, cnt = (hits / np.maximum(cnt, 1))[nearest], cnt[nearest]
+    w = np.bincount(b_tst, minlength=n_b) / len(conf_tst)
+    expected = float(w @ acc)
+    variance = float(np.sum(w**2 * np.maximum(acc * (1 - acc), 0.25 / cnt) / cnt))
+    return expected, variance
+
+
+def class_matched_accuracy(y_ref: np.ndarray, correct_ref: np.ndarray, y_tst: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """Accuracy a split should have if each class were recalled as often as in the reference split.
+
+    Per-class recall does not depend on the class priors, so this is the
+    reference accuracy at the split's class mix. Classes absent from the
+    reference take its overall accuracy.
+
+    Returns
+    -------
+    expected : float
+    variance : float
+        Sampling variance of ``expected`` from the reference rows.
+    """
+    cnt = np.bincount(y_ref, minlength=n_classes).astype(np.float64)
+    hits = np.bincount(y_ref, weights=correct_ref.astype(np.float64), minlength=n_classes)
+    overall = float(correct_ref.mean())
+    rec = np.where(cnt > 0, hits / np.maximum(cnt, 1), overall)
+    n_eff = np.where(cnt > 0, cnt, len(y_ref))
+    w = np.bincount(y_tst, minlength=n_classes) / len(y_tst)
+    expected = float(w @ rec)
+    variance = float(np.sum(w**2 * np.maximum(rec * (1 - rec), 0.25 / n_eff) / n_eff))
+    return expected, variance
+
+
+def _mix_p(a: np.ndarray, b: np.ndarray, n_classes: int) -> float:
+    """Chi-square test p-value that two samples of class indices come from the same class mix."""
+    table = np.stack([np.bincount(a, minlength=n_classes), np.bincount(b, minlength=n_classes)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 1.0
+    return float(stats.chi2_contingency(table)[1])
+
+
 def _binom_p(k: int, n: int, p0: float) -> float:
     return float(stats.binom.sf(k - 1, n, p0)) if k > 0 else 1.0
 
@@ -493,6 +597,8 @@ class LabelNoiseCheck(Check):
     min_proxy_kappa = 0.2
     #: Share of the model's errors that the labels its most confident predictions contradict must account for.
     min_error_share = 1 / 3
+    #: Confirmed flagged fraction from which the two witnesses need not agree with each other more than with the labels.
+    agreement_exempt_rate = 0.10
     #: Confirmed flagged fraction that makes the finding critical.
     critical_rate = 0.10
     #: Predictions-only: flagged fraction, and disagreement among the 10% most confident predictions, needed.
@@ -505,6 +611,12 @@ class LabelNoiseCheck(Check):
     min_proxy_samples = 100
     #: Flagged examples listed in the evidence.
     max_examples = 20
+    #: Test split judged against validation: smallest size of either split.
+    min_reference_samples = 50
+    #: Test accuracy below what validation predicts at the same confidences that makes a warning ...
+    min_drop = 0.05
+    #: ... and a critical finding (when it is also ``min_error_share`` of the test errors).
+    critical_drop = 0.10
 
     def run(self, ctx: Context) -> list[Finding]:
         results = []
@@ -543,6 +655,9 @@ class LabelNoiseCheck(Check):
     @staticmethod
     def _explains(r: dict) -> dict | None:
         """On an evaluation split every flagged example is a model "error" that a right label would undo, of all its errors."""
+        if r.get("decided_by") == "validation reference":
+            return make_explains("accuracy", r["accuracy_drop_vs_val"], 1.0 - r["accuracy_all"],
+                                 "validation accuracy at the same confidence")
         if "accuracy_all" in r:
             return make_explains("accuracy", r["flagged_rate"], 1.0 - r["accuracy_all"], f"a perfect score on the {r['split']} labels")
         v = r.get("verified")
@@ -573,6 +688,78 @@ class LabelNoiseCheck(Check):
             }
             for i in idx
         ]
+
+    def _validation_reference(self, ctx: Context, s: SplitData) -> dict | None:
+        """Test labels judged against validation labels, with the model held fixed.
+
+        Returns None without a labelled validation split with predictions.
+        Otherwise: the test accuracy the validation split predicts at the
+        test's confidences (`confidence_matched_accuracy`), the observed drop
+        below it and its one-sided z-test, and a domain classifier between the
+        two splits (the inputs' compact features and the model's
+        probabilities, `whylow.checks.shift.domain_classifier`). Wrong test
+        labels lower test accuracy at every confidence level while the inputs,
+        and so the model's outputs, stay distributed like validation's.
+        """
+        from whylow.checks.shift import domain_classifier
+
+        val = ctx.split("val")
+        if s.name != "test" or val is None or val.y is None or val.probs is None or s.probs is None:
+            return None
+        n_min = self.threshold(ctx, "min_reference_samples")
+        if min(val.n, s.n) < n_min:
+            return None
+        conf_v, conf_t = val.probs.max(axis=1), s.probs.max(axis=1)
+        correct_t = s.probs.argmax(axis=1) == s.y
+        n_bins = int(np.clip(min(val.n, s.n) // 25, 2, 5))
+        correct_v = val.probs.argmax(axis=1) == val.y
+        acc = float(correct_t.mean())
+        var_t = max(acc * (1 - acc), 0.25 / s.n) / s.n
+        # two predictions of the test accuracy from validation: at the test's confidences, and at its class mix
+        # (per-class recall does not move with the class priors; wrong labels lower it in every class); the drop
+        # must hold against both
+        by_conf = confidence_matched_accuracy(conf_v, correct_v, conf_t, n_bins)
+        by_class = class_matched_accuracy(val.y, correct_v, s.y, ctx.n_classes)
+        expected, var = min(by_conf, by_class)
+        drop = expected - acc
+        p_value = max(float(stats.norm.sf((e - acc) / np.sqrt(v + var_t))) for e, v in (by_conf, by_class))
+        x_v, x_t = np.log(np.clip(val.probs, 1e-12, 1.0)), np.log(np.clip(s.probs, 1e-12, 1.0))
+        if val.x is not None and s.x is not None and val.x.shape[1:] == s.x.shape[1:]:
+            x_v = np.hstack([x_v, self._features(ctx, val)])
+            x_t = np.hstack([x_t, self._features(ctx, s)])
+        dom = domain_classifier(x_v, x_t, seed=ctx.seed, n_folds=3)
+        k = ctx.n_classes
+        # a different class mix (label shift, a balanced test against imbalanced training data) changes accuracy at a
+        # given confidence too; uniform label noise leaves the predicted classes' mix as it was
+        mix_p = min(_mix_p(val.y, s.y, k), _mix_p(val.probs.argmax(axis=1), s.probs.argmax(axis=1), k))
+        # wrong labels, flipped to another class, leave a right prediction right only by luck (1 / (K - 1))
+        floor = (1 - expected) / max(k - 1, 1)
+        noise = drop / (expected - floor) if expected > floor else None
+        return {
+            "expected_accuracy_from_val": round(expected, 4),
+            "expected_accuracy_by_confidence": round(by_conf[0], 4),
+            "expected_accuracy_by_class": round(by_class[0], 4),
+            "accuracy_drop_vs_val": round(drop, 4),
+            "val_reference_p_value": p_value,
+            "val_reference_noise_rate": None if noise is None else round(float(np.clip(noise, 0, 1)), 4),
+            "val_test_domain_auc": round(dom["auc"], 4),
+            "val_test_domain_p_value": round(dom["p_value"], 4),
+            "val_test_class_mix_p_value": round(mix_p, 4),
+            "error_share_vs_val": round(drop / (1 - acc), 4) if acc < 1 else None,
+        }
+
+    def _reference_severity(self, ctx: Context, ref: dict) -> str | None:
+        """Severity of wrong test labels as the validation split measures them (None: not shown)."""
+        alpha = self.threshold(ctx, "alpha")
+        drop = ref["accuracy_drop_vs_val"]
+        if ref["val_reference_p_value"] >= alpha or drop < self.threshold(ctx, "min_drop"):
+            return None
+        if min(ref["val_test_domain_p_value"], ref["val_test_class_mix_p_value"]) < alpha:
+            # the inputs or the class mix moved: a shift, not (only) the labels
+            return "info"
+        if drop >= self.threshold(ctx, "critical_drop") and ref["error_share_vs_val"] >= self.threshold(ctx, "min_error_share"):
+            return "critical"
+        return "warning"
 
     def _eval_split(self, ctx: Context, s: SplitData) -> dict | None:
         k = ctx.n_classes
@@ -643,7 +830,8 @@ class LabelNoiseCheck(Check):
             res["agreement_p_value"] = p_agree
             model_confirms = (p_top < alpha and self.threshold(ctx, "min_rate") <= top["disagreement"] < 0.5
                               and top["disagreement"] >= self.threshold(ctx, "min_error_share") * error_rate
-                              and agreement > label_agreement and p_agree < alpha)
+                              and (rate >= self.threshold(ctx, "agreement_exempt_rate")
+                                   or (agreement > label_agreement and p_agree < alpha)))
             severity = None
             if kappa < self.threshold(ctx, "min_kappa"):
                 res["note"] = (
@@ -689,6 +877,16 @@ class LabelNoiseCheck(Check):
                     severity = "warning"
             conf = 0.7 * min(1.0, 1.0 - p_value)
             flagged = model_flags
+        ref = self._validation_reference(ctx, s)
+        if ref is not None:
+            res.update(ref)
+            ref_severity = self._reference_severity(ctx, ref)
+            if _SEVERITY_RANK[ref_severity] > _SEVERITY_RANK[severity]:
+                # the model's own flags are the examples; the drop below validation is the measured effect
+                severity, flagged = ref_severity, model_flags
+                res.update(decided_by="validation reference", n_flagged=int(model_flags.sum()),
+                           flagged_rate=round(float(model_flags.mean()), 4))
+                conf = min(0.97, 1.0 - ref["val_reference_p_value"]) * min(1.0, ref["accuracy_drop_vs_val"] / self.threshold(ctx, "min_drop"))
         res["severity"] = severity
         res["confidence"] = float(conf)
         res["examples"] = self._examples(ctx, s, flagged, suggested, probs)
@@ -768,6 +966,10 @@ class LabelNoiseCheck(Check):
                 "after": round(after, 4),
                 "note": f"proxy ({_proxy_desc(train).split(',')[0]}) trained with vs without the flagged training examples, scored on the {ref.name} split",
             }
+            if after < before:  # the intervention refutes it: dropping the flagged labels made the proxy worse
+                res["severity"] = "info"
+                res["note"] = (f"training the proxy without the flagged examples lowers its {ref.name} accuracy "
+                               f"({before:.3f} to {after:.3f}): they are hard examples, not wrong labels")
         return res
 
     @staticmethod
@@ -781,4 +983,7 @@ class LabelNoiseCheck(Check):
         text += ")"
         if "accuracy_without_flagged" in r:
             text += f"; accuracy {r['accuracy_all']:.3f} with them vs {r['accuracy_without_flagged']:.3f} without"
+        if r.get("decided_by") == "validation reference":
+            text += (f"; the same model scores {r['expected_accuracy_from_val']:.3f} on validation labels at the same "
+                     "confidence and class mix")
         return text
