@@ -134,3 +134,13 @@ def test_out_must_not_overwrite_an_input(run_whylow, files):
     p = run_whylow("calibrate", "--val", files["val"], "--out", files["val"])
     assert p.returncode == 2 and "overwritten" in p.stderr
     assert files["val"].read_bytes() == before
+
+
+def test_calibrate_and_diagnose_report_the_same_ece(files):
+    """One ECE definition: `calibrate`'s "before" is `diagnose`'s test-split ECE for the same predictions."""
+    import whylow
+    from whylow.cli.calibrate import fit_and_measure
+
+    _, measured = fit_and_measure(files["val"], files["test"])
+    report = whylow.diagnose(test=files["test"])
+    assert measured["ece_before"] == pytest.approx(report.summary["ece"], rel=1e-9)

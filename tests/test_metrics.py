@@ -101,7 +101,7 @@ REGISTRY = {
     "log_loss": (M.log_loss, lambda y, p: skm.log_loss(y, p, labels=_labels(p))),
     "brier_score": (
         M.brier_score,
-        lambda y, p: skm.brier_score_loss(y, p, labels=_labels(p), scale_by_half=False),
+        lambda y, p: skm.brier_score_loss(y, p, labels=_labels(p), scale_by_half=p.shape[1] == 2),
     ),
     "ece": (M.ece, _netcal_ece),
 }
@@ -231,13 +231,15 @@ def test_balanced_accuracy_ignores_classes_absent_from_y_true():
 # --------------------------------------------------------------------------
 
 
-def test_binary_brier_is_twice_the_positive_class_brier():
+def test_binary_brier_is_sklearns_positive_class_brier():
     y, probs = softmax_data(300, 2, 21)
-    assert M.brier_score(y, probs) == pytest.approx(2 * skm.brier_score_loss(y, probs[:, 1]))
-    # sklearn's default for (n, 2) input halves it: the same positive-class number
-    assert skm.brier_score_loss(y, probs, labels=[0, 1]) == pytest.approx(
-        M.brier_score(y, probs) / 2
-    )
+    assert M.brier_score(y, probs) == pytest.approx(skm.brier_score_loss(y, probs[:, 1]))
+    assert M.summary(y, probs)["brier"] == pytest.approx(skm.brier_score_loss(y, probs[:, 1]))
+    base = M.baselines(y, probs.shape[1], train_priors=np.array([0.3, 0.7]))
+    assert base["prior_brier"] == pytest.approx(skm.brier_score_loss(y, np.full(len(y), 0.7)))
+    # three classes and more: the multiclass form, in [0, 2]
+    y3, p3 = softmax_data(300, 3, 21)
+    assert M.brier_score(y3, p3) == pytest.approx(skm.brier_score_loss(y3, p3, labels=[0, 1, 2], scale_by_half=False))
 
 
 def test_brier_float32_blocks_keep_precision(monkeypatch):
@@ -251,7 +253,7 @@ def test_brier_float32_blocks_keep_precision(monkeypatch):
 def test_brier_range_extremes():
     y = np.array([0, 1])
     assert M.brier_score(y, np.array([[1.0, 0.0], [0.0, 1.0]])) == 0.0
-    assert M.brier_score(y, np.array([[0.0, 1.0], [1.0, 0.0]])) == pytest.approx(2.0)
+    assert M.brier_score(y, np.array([[0.0, 1.0], [1.0, 0.0]])) == pytest.approx(1.0)
 
 
 def test_log_loss_clips_zero_probability():

@@ -27,6 +27,12 @@ Conventions
   edges (ties stay together in one bin, so bins may hold unequal counts).
 - A *signed* calibration error is ``mean confidence - accuracy`` weighted
   per bin; positive means overconfident.
+- The Brier score of a binary problem is scikit-learn's
+  ``brier_score_loss(y, p_positive)``: the mean squared error of the
+  positive-class probability, in [0, 1]. With three or more classes it is
+  the multiclass form ``mean sum_k (p_k - onehot_k)^2``, in [0, 2] (reports
+  name it "Brier (multiclass)"). One rule for `brier_score`, `summary`,
+  `baselines`, the bootstrap rows and the streaming accumulator.
 """
 
 from __future__ import annotations
@@ -168,8 +174,13 @@ def _nll(p_true: np.ndarray, eps: float) -> np.ndarray:
     return -np.log(np.clip(p_true, eps, 1.0 - eps))
 
 
+def _brier_factor(n_classes: int) -> float:
+    """1/2 for a binary problem (the positive-class Brier score, as scikit-learn computes it), else 1."""
+    return 0.5 if n_classes == 2 else 1.0
+
+
 def _brier_rows(probs: np.ndarray, p_true: np.ndarray) -> np.ndarray:
-    """Per-sample multiclass Brier term ``sum_k (p_k - onehot_k)^2``.
+    """Per-sample Brier term: ``sum_k (p_k - onehot_k)^2``, halved for a binary problem (module conventions).
 
     Expanded as ``sum_k p_k^2 - 2 p_true + 1`` so no one-hot matrix is built.
     Rounding can leave tiny negatives for perfect predictions; they are
@@ -179,6 +190,8 @@ def _brier_rows(probs: np.ndarray, p_true: np.ndarray) -> np.ndarray:
     out -= 2.0 * p_true
     out += 1.0
     np.maximum(out, 0.0, out=out)
+    if probs.shape[1] == 2:
+        out *= 0.5
     return out
 
 
@@ -451,22 +464,22 @@ def brier_score(y_true: np.ndarray, probs: np.ndarray) -> float:
     Returns
     -------
     float
-        Brier score in [0, 2]. It equals ``sklearn.metrics.brier_score_loss(
-        y_true, probs, labels=range(n_classes), scale_by_half=False)``; for a
-        binary problem it is twice the usual positive-class Brier score
-        ``brier_score_loss(y_true, probs[:, 1])``.
+        For a binary problem, scikit-learn's ``brier_score_loss(y_true,
+        probs[:, 1])`` in [0, 1]; with three or more classes the multiclass
+        form, ``brier_score_loss(y_true, probs, labels=range(n_classes),
+        scale_by_half=False)``, in [0, 2].
 
     Examples
     --------
     >>> import numpy as np
     >>> round(brier_score(np.array([0, 1]), np.array([[0.5, 0.5], [0.2, 0.8]])), 6)
-    0.29
+    0.145
     """
     y_true = np.asarray(y_true)
     probs = np.asarray(probs)
     n = probs.shape[0]
     total = _sq_total(probs) - 2.0 * float(np.sum(_true_prob(y_true, probs))) + n
-    return max(total, 0.0) / n
+    return _brier_factor(probs.shape[1]) * max(total, 0.0) / n
 
 
 def mean_confidence(probs: np.ndarray) -> float:
@@ -1145,7 +1158,7 @@ def baselines(
             clipped to ``[1e-15, 1 - 1e-15]`` exactly as in `log_loss`, so a
             class the priors never saw costs 34.5 nats, not infinity.
         ``prior_brier`` : float
-            Multiclass Brier score of predicting `priors` for every sample.
+            Brier score (module conventions) of predicting `priors` for every sample.
         ``chance_accuracy`` : float
             Expected accuracy of guessing at random from the priors:
             ``sum_k priors_k * freq_k``.
@@ -1187,7 +1200,7 @@ def baselines(
         "majority_accuracy": float(freq[majority]),
         "majority_balanced_accuracy": float(present[majority] / present.sum()),
         "prior_log_loss": float(-np.dot(freq, np.log(clipped))),
-        "prior_brier": float(max(np.dot(priors, priors) - 2.0 * np.dot(freq, priors) + 1.0, 0.0)),
+        "prior_brier": _brier_factor(len(priors)) * float(max(np.dot(priors, priors) - 2.0 * np.dot(freq, priors) + 1.0, 0.0)),
         "chance_accuracy": float(np.dot(priors, freq)),
     }
 
@@ -1231,7 +1244,7 @@ def summary(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float | int]:
         "accuracy": float(np.count_nonzero(hit) / n),
         "balanced_accuracy": _balanced_accuracy_from_counts(tp, support),
         "log_loss": float(np.mean(_nll(p_true, LOG_EPS))),
-        "brier": max(brier_total, 0.0) / n,
+        "brier": _brier_factor(k) * max(brier_total, 0.0) / n,
         "ece": float(np.sum(np.abs(conf_sum - correct_sum)) / n),
         "mean_confidence": float(np.mean(conf)),
         "n_test": int(n),

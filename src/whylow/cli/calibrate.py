@@ -44,13 +44,13 @@ def _scores(logits, probs) -> dict:
 def _measure(y, before, after) -> dict:
     from whylow import metrics
 
-    n_bins = int(np.clip(len(y) // 25, 5, 15))
+    n_bins = 15  # the ECE of `diagnose` and `compare`: 15 equal-width bins (whylow.metrics.ece's default)
     return {
         "n": int(len(y)),
         "log_loss_before": metrics.log_loss(y, before),
         "log_loss_after": metrics.log_loss(y, after),
-        "ece_before": metrics.ece(y, before, n_bins=n_bins, binning="mass"),
-        "ece_after": metrics.ece(y, after, n_bins=n_bins, binning="mass"),
+        "ece_before": metrics.ece(y, before, n_bins=n_bins),
+        "ece_after": metrics.ece(y, after, n_bins=n_bins),
         "accuracy_before": metrics.accuracy(y, before),
         "accuracy_after": metrics.accuracy(y, after),
         "mean_confidence_before": metrics.mean_confidence(before),
@@ -133,7 +133,7 @@ def calibrate_command(
             f"bias {np.min(calibrator.bias_):.3g} to {np.max(calibrator.bias_):.3g} over {calibrator.scale_.size} classes, "
             f"fitted on {calibrator.n_samples_} val samples"
         )
-    typer.echo(f"measured on {m['on']} (n={m['n']}; ECE with {m['n_bins']} equal-mass bins):")
+    typer.echo(f"measured on {m['on']} (n={m['n']}; ECE with {m['n_bins']} equal-width bins, as in diagnose):")
     typer.echo(f"  {'':8}{'log-loss':>10}{'ECE':>9}{'accuracy':>10}{'mean conf':>11}")
     for when in ("before", "after"):
         typer.echo(

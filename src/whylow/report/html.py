@@ -569,8 +569,11 @@ def _summary_rows(report) -> list[list[str]]:
         if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
             ci_text = f"{_fmt(ci[0], key if key in _PERCENT_METRICS else 'x')} – {_fmt(ci[1], key if key in _PERCENT_METRICS else 'x')}"
         base = baselines.get(_BASELINE_FOR.get(key, ""))
+        label = _METRIC_LABELS.get(key, str(key).replace("_", " "))
+        if key == "brier" and isinstance(report.inputs, dict) and (report.inputs.get("n_classes") or 2) > 2:
+            label = "Brier score (multiclass)"
         rows.append([
-            _METRIC_LABELS.get(key, str(key).replace("_", " ")),
+            label,
             _fmt(value, key if key in _PERCENT_METRICS else "x"),
             ci_text,
             _fmt(base, key if key in _PERCENT_METRICS else "x") if base is not None else "",

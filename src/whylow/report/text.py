@@ -186,7 +186,8 @@ def build_renderables(report, verbose: bool = False) -> list:
     for key in _SUMMARY_KEYS:
         ci = report.intervals.get(key)
         ci_text = f"{format_value(float(ci[0]))} – {format_value(float(ci[1]))}" if ci and None not in ci else ""
-        metrics.add_row(key, format_value(report.summary.get(key)), ci_text, format_value(base.get(key)))
+        label = "brier (multiclass)" if key == "brier" and (report.inputs or {}).get("n_classes", 2) > 2 else key
+        metrics.add_row(label, format_value(report.summary.get(key)), ci_text, format_value(base.get(key)))
     parts.append(metrics)
     notrun = [c for c in report.checks if c.status != "ran"]
     if notrun:
