@@ -100,6 +100,37 @@ def test_a_lost_class_hidden_by_the_average_is_a_warning():
     assert f.evidence["near_zero_recall_classes"] == ["3"]
 
 
+def test_a_weak_model_with_one_poorly_recognised_small_class_is_not_a_misleading_headline():
+    """Accuracy 0.6 on five classes, one of 19 examples recognised once: the low accuracy shows it, nothing is hidden."""
+    rng = np.random.default_rng(6)
+    k = 5
+    y = np.r_[np.repeat([0, 1, 2, 3], 25), np.full(19, 4)]
+    pred = np.where(rng.random(y.size) < 0.8, y, (y + 1 + rng.integers(0, k - 1, y.size)) % k)
+    pred[y == 4] = np.r_[4, np.zeros(18, dtype=int)]
+    probs = np.full((y.size, k), 0.1)
+    probs[np.arange(y.size), pred] = 0.6
+    report = whylow.diagnose(test=whylow.Split(y=y, probs=probs))
+    assert report.summary["accuracy"] < 0.7
+    assert not [f for f in report.findings if f.code == "misleading-metric" and f.severity != "info"], describe(report)
+
+
+def test_accuracy_at_baseline_is_info_when_a_held_out_threshold_recovers_the_minority():
+    """Binary scores pushed below 0.5 for the positives: accuracy equals the constant, a threshold from val fixes it."""
+    rng = np.random.default_rng(7)
+
+    def split(n):
+        y = (rng.random(n) < 0.25).astype(np.int64)
+        p1 = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 3.0 * y - 3.5)))
+        return whylow.Split(y=y, probs=np.column_stack([1 - p1, p1]))
+
+    report = whylow.diagnose(test=split(600), val=split(300), class_names=["ok", "defect"])
+    f = only_finding(report, "misleading-metric")
+    assert f.severity == "info" and "see decision-threshold" in f.title, describe(report)
+    fix = f.evidence["threshold_fix"]
+    assert fix["fitted_on"] == "val" and fix["threshold"] < 0.5 and fix["share_of_hidden_gap"] >= 0.5
+    assert report.findings[0].code == "decision-threshold"
+
+
 def test_balanced_good_model_is_not_flagged():
     rng = np.random.default_rng(3)
     k, n = 10, 2000

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import whylow
-from whylow.checks.threshold import DecisionThresholdCheck
+from whylow.checks.threshold import DecisionThresholdCheck, balanced_accuracy_gain_test
 from whylow.context import Context
 from whylow.errors import InvalidInputError
 from whylow.fixes.threshold import (
@@ -165,3 +165,54 @@ def test_threshold_input_validation():
         fit_threshold(np.array([0, 1]), np.array([0.1, 0.9]), metric="auc")
     with pytest.raises(InvalidInputError, match="shape"):
         fit_threshold(np.array([0, 1, 1]), np.array([0.1, 0.9]))
+
+
+# -- the intervention: a cut misplaced by down-weighted training vs a model with no skill ---------------------
+
+
+def _down_weighted(seed: int, n: int, prior: float = 0.25, shift: float = -2.0):
+    """Scores of a model that ranks well but whose positive-class logits were pushed down (down-weighted in training)."""
+    return binary(seed, n, prior=prior, spread=2.0, shift=shift)
+
+
+def test_balanced_accuracy_gain_test_is_paired_and_one_sided():
+    y = np.array([0] * 150 + [1] * 50)
+    before = np.zeros(200, dtype=int)
+    same = balanced_accuracy_gain_test(y, before, before, margin=0.01)
+    assert same["p_value"] == 1.0 and same["gain"] == 0.0
+    # every changed sample went the right way: the variance stays positive (Agresti-Min), the gain is proven
+    after = np.r_[np.zeros(150), np.ones(20), np.zeros(30)].astype(int)
+    res = balanced_accuracy_gain_test(y, before, after, margin=0.01)
+    assert res["gain"] == pytest.approx(0.2) and res["se"] > 0 and res["p_value"] < 1e-6
+    assert (res["n_better"], res["n_worse"]) == (20, 0)
+    assert balanced_accuracy_gain_test(y, after, before, margin=0.01)["p_value"] > 0.99
+    # a gain no larger than the negligible margin is not significant
+    small = np.r_[np.zeros(150), np.ones(1), np.zeros(49)].astype(int)
+    assert balanced_accuracy_gain_test(y, before, small, margin=0.01)["p_value"] > 0.3
+
+
+def test_misplaced_cut_is_the_cause_and_misleading_metric_defers_to_it():
+    y, p = _down_weighted(10, 400)
+    yv, pv = _down_weighted(11, 200)
+    report = whylow.diagnose(test=whylow.Split(y=y, probs=p), val=whylow.Split(y=yv, probs=pv), class_names=["other", "defect"])
+    top = report.findings[0]
+    assert top.code == "decision-threshold" and top.severity == "critical", [(f.code, f.severity, f.title) for f in report.findings]
+    assert top.evidence["fitted_on"] == "val" and top.evidence["threshold"] < 0.3
+    assert top.evidence["mean_predicted_positive_probability"] < top.evidence["test_positive_rate"]
+    assert top.explains["metric"] == "balanced_accuracy" and 0.2 < top.explains["share"] <= 1.0
+    assert "recall of 'defect'" in top.title
+    mm = [f for f in report.findings if f.code == "misleading-metric"]
+    assert all(f.severity == "info" and "see decision-threshold" in f.title for f in mm)
+    assert all(f.evidence["threshold_fix"]["share_of_hidden_gap"] >= 0.5 for f in mm)
+
+
+def test_no_skill_at_any_threshold_is_not_a_threshold_problem():
+    """Rare positives the scores do not rank (AUC 0.5): no threshold helps; accuracy merely equals the constant."""
+    rng = np.random.default_rng(12)
+    y, yv = (rng.random(400) < 0.2).astype(int), (rng.random(200) < 0.2).astype(int)
+    p, pv = rng.uniform(0.05, 0.3, 400), rng.uniform(0.05, 0.3, 200)
+    report = whylow.diagnose(test=whylow.Split(y=y, probs=np.column_stack([1 - p, p])),
+                             val=whylow.Split(y=yv, probs=np.column_stack([1 - pv, pv])))
+    assert not _mine(report)
+    mm = [f for f in report.findings if f.code == "misleading-metric"]
+    assert len(mm) == 1 and mm[0].severity == "critical" and "threshold_fix" not in mm[0].evidence

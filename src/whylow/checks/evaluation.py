@@ -13,17 +13,28 @@ The headline metric is accuracy. It misleads in two ways:
    points) above uniform guessing (``1 / n_classes``), so that it *looks* like
    a result, and the model is not significantly better (``p >= alpha``, 0.01)
    or better by less than ``min_gain`` (2 points), accuracy cannot tell this
-   model from a constant. Critical when the per-class view agrees (balanced
-   accuracy less than ``min_balanced_gain`` (10 points) above the constant's
-   balanced accuracy): the headline is then meaningless; warning when the
-   balanced accuracy shows per-class skill that accuracy hides.
+   model from a constant. Critical when the model has no per-class skill at
+   any cut: balanced accuracy (at 0.5, or at a binary threshold proven on
+   held-out data, below) less than ``min_balanced_gain`` (10 points) above
+   the constant's; the headline is then meaningless. Warning when there is
+   per-class skill that accuracy hides.
 2. **A class failure hidden by the average.** A class with at least
    ``min_support`` (10) examples whose recall is near zero (Wilson 95% upper
-   bound at most ``max_hidden_recall``, 0.25) while accuracy is at least 0.5
-   and at least ``hidden_gap`` (0.5) above that recall; or balanced accuracy
-   ``hidden_gap_balanced`` (10 points) below accuracy with the paired
-   bootstrap 95% interval of the difference (500 replicates) above 5 points.
-   Warning.
+   bound at most ``max_hidden_recall``, 0.25) while accuracy is at least
+   ``hidden_gap`` (0.5) above that upper bound (a weak model with one
+   uncertain, poorly recognised class is not "hidden" by an accuracy that
+   is itself low); or balanced accuracy ``hidden_gap_balanced`` (10 points)
+   below accuracy with the paired bootstrap 95% interval of the difference
+   (500 replicates) above 5 points. Warning.
+
+**The cut, not the model.** On a binary problem the decision-threshold
+intervention (`whylow.checks.threshold.threshold_intervention`: a threshold
+chosen on validation data, re-measured on the test rows with a paired test)
+says whether moving the 0.5 cut recovers what accuracy hides. When it is
+proven and raises balanced accuracy by at least ``threshold_share`` (half)
+of ``accuracy - balanced accuracy``, the model has the skill and the cut
+hides it: decision-threshold is the cause, and this finding is ``info``,
+naming it. Its numbers are in ``evidence["threshold_fix"]``.
 
 Evidence always carries what the seed recommends reporting instead:
 accuracy, balanced accuracy, the majority baseline, per-class recall of the
@@ -58,6 +69,7 @@ import numpy as np
 from whylow import metrics
 from whylow.checks import Check, register
 from whylow.checks.fit import _binom_sf, _round, headline_hidden, wilson_interval
+from whylow.checks.threshold import threshold_intervention
 from whylow.context import Context
 from whylow.report.finding import Finding
 
@@ -109,6 +121,8 @@ class MisleadingMetricCheck(Check):
     hidden_gap = 0.5
     #: Accuracy minus balanced accuracy for a warning.
     hidden_gap_balanced = 0.10
+    #: Share of ``accuracy - balanced accuracy`` that a proven binary threshold fix must recover to make this info.
+    threshold_share = 0.5
 
     def run(self, ctx: Context) -> list[Finding]:
         test = ctx.test
@@ -153,8 +167,11 @@ class MisleadingMetricCheck(Check):
             f"log-loss {evidence['log_loss']:.3f} vs {evidence['prior_log_loss']:.3f} and Brier {evidence['brier']:.3f} vs "
             f"{evidence['prior_brier']:.3f} for predicting the class frequencies"
         )
+        fix = self._threshold_fix(ctx, acc, bal, evidence)
         if hidden and not_better:
-            per_class_skill = bal - base["majority_balanced_accuracy"] >= self.threshold(ctx, "min_balanced_gain")
+            # skill on the classes, at 0.5 or at a threshold proven on held-out data, that accuracy cannot show
+            best_bal = bal if fix is None else max(bal, fix["balanced_accuracy_after"])
+            per_class_skill = best_bal - base["majority_balanced_accuracy"] >= self.threshold(ctx, "min_balanced_gain")
             severity = "warning" if per_class_skill else "critical"
             title = (
                 f"Accuracy {acc:.2f} is no better than always predicting '{names[maj_class]}' ({majority:.2f}); "
@@ -163,6 +180,7 @@ class MisleadingMetricCheck(Check):
             if worst_c is not None and recall[worst_c] <= 0.1:
                 title += f" and class '{names[worst_c]}' has recall {recall[worst_c]:.2f}"
             confidence = 0.95 if not per_class_skill else 0.8
+            severity, title = self._unless_the_cut(ctx, fix, severity, title)
             return [self._finding(severity, confidence, title, evidence, metric_words, worst_c, recall)]
         findings = []
         if worst_c is not None and n > 0:
@@ -171,8 +189,7 @@ class MisleadingMetricCheck(Check):
             class_hidden = (
                 s >= self.threshold(ctx, "min_support")
                 and upper <= self.threshold(ctx, "max_hidden_recall")
-                and acc >= 0.5
-                and acc - recall[worst_c] >= self.threshold(ctx, "hidden_gap")
+                and acc - upper >= self.threshold(ctx, "hidden_gap")
             )
             gap_ci = _paired_bootstrap_acc_minus_bal(y, correct, k, seed=ctx.seed)
             evidence["accuracy_minus_balanced_accuracy_ci95"] = [_round(gap_ci[0]), _round(gap_ci[1])]
@@ -188,8 +205,50 @@ class MisleadingMetricCheck(Check):
                     )
                 else:
                     title = f"Accuracy {acc:.2f} overstates the per-class performance: balanced accuracy is {bal:.2f}"
-                findings.append(self._finding("warning", 0.85, title, evidence, metric_words, worst_c, recall))
+                severity, title = self._unless_the_cut(ctx, fix, "warning", title)
+                findings.append(self._finding(severity, 0.85, title, evidence, metric_words, worst_c, recall))
         return findings
+
+    @staticmethod
+    def _threshold_fix(ctx: Context, acc: float, bal: float, evidence: dict) -> dict | None:
+        """What the binary decision-threshold intervention recovers, when it is proven (else None).
+
+        The intervention (`whylow.checks.threshold.threshold_intervention`)
+        chooses a threshold on held-out data and re-measures on the test rows;
+        it is proven when its paired test is significant and the gain is at
+        least decision-threshold's ``min_gain``. Also recorded in ``evidence``.
+        """
+        iv = threshold_intervention(ctx)
+        if iv is None or not iv["proven"]:
+            return None
+        after = iv["at_threshold"]["balanced_accuracy"]
+        hidden = acc - bal
+        fix = {
+            "threshold": _round(iv["threshold"]),
+            "fitted_on": iv["fitted_on"],
+            "balanced_accuracy_after": _round(after),
+            "balanced_accuracy_gain": _round(after - bal),
+            "share_of_hidden_gap": _round((after - bal) / hidden) if hidden > 0 else None,
+        }
+        evidence["threshold_fix"] = fix
+        return fix
+
+    def _unless_the_cut(self, ctx: Context, fix: dict | None, severity: str, title: str) -> tuple[str, str]:
+        """Info instead of ``severity`` when moving the binary cut recovers most of what accuracy hides.
+
+        The hidden part is ``accuracy - balanced accuracy``. When the proven
+        threshold fix raises balanced accuracy by at least ``threshold_share``
+        of it, the model has the skill and the 0.5 cut hides it:
+        decision-threshold is the cause to act on, and this finding only says
+        how the headline looked.
+        """
+        share = None if fix is None else fix["share_of_hidden_gap"]
+        if share is None or share < self.threshold(ctx, "threshold_share"):
+            return severity, title
+        return "info", (
+            f"{title}; moving the decision threshold to {fix['threshold']:.2f} recovers balanced accuracy "
+            f"{fix['balanced_accuracy_after']:.2f} (see decision-threshold)"
+        )
 
     def _finding(self, severity, confidence, title, evidence, metric_words, worst_c, recall) -> Finding:
         worst = evidence["worst_classes"][0] if evidence["worst_classes"] else None
