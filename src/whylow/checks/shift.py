@@ -6,6 +6,15 @@ inputs, shift is judged on the test inputs *with that map undone* (and on
 the model's outputs for them), so a preprocessing bug is not reported twice;
 the finding says so.
 
+When both splits are labelled and their class mix differs (chi-square test
+of homogeneity, ``p < alpha``), every measurement below compares
+*class-matched* samples: class by class, as many reference as test examples
+(``min`` of the two counts, drawn without replacement). A new class mix
+alone (label shift, a training imbalance meeting a balanced test set)
+changes the inputs' distribution without changing ``p(x | y)``, and a
+domain classifier would separate the splits by their classes; that is
+``label-shift`` or ``class-imbalance``, not input shift.
+
 Measurements
 ------------
 1. **Image-property drift.** For each per-image property of
