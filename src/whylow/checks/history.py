@@ -54,9 +54,18 @@ import math
 import numpy as np
 
 from whylow.checks import Check, register
-from whylow.checks.fit import _round, fit_evidence, prior_nll, reference_has_signal, underfitting_explains
+from whylow.checks.fit import (
+    _held_out_rescaling,
+    _nll_rows,
+    _round,
+    fit_evidence,
+    held_out,
+    prior_nll,
+    reference_has_signal,
+    underfitting_explains,
+)
 from whylow.context import Context
-from whylow.report.finding import Finding
+from whylow.report.finding import Finding, make_explains
 
 __all__ = ["LearningRateCheck", "analyse_loss_curve"]
 
@@ -68,6 +77,7 @@ def analyse_loss_curve(
     blowup_factor: float = 2.0,
     jump_factor: float = 2.0,
     slow_total: float = 0.3,
+    overshoot_factor: float = 1.5,
 ) -> dict:
     """Classify a training-loss curve.
 
@@ -79,14 +89,14 @@ def analyse_loss_curve(
         Loss of predicting the training class frequencies (their entropy).
     n_classes : int, optional
         Number of classes; ``log(n_classes)`` is the loss of a uniform prediction.
-    blowup_factor, jump_factor, slow_total : float
+    blowup_factor, jump_factor, slow_total, overshoot_factor : float
         Thresholds (see the module docstring).
 
     Returns
     -------
     dict
         ``verdict``: one of ``"nan"``, ``"diverged"``, ``"jump"``,
-        ``"oscillating"``, ``"stuck"``, ``"slow"`` or None (healthy or too
+        ``"oscillating"``, ``"stuck"``, ``"slow"``, ``"overshoot"`` or None (healthy or too
         short); ``direction``: ``"too high"``, ``"too low"`` or None; and the
         numbers behind it (``epochs``, ``first``, ``last``, ``min``, ``max``,
         ``sign_change_fraction``, ``up_share``, ``relative_decrease``,
@@ -154,6 +164,8 @@ def analyse_loss_curve(
     if steady and rel_decrease < slow_total and tail_ratio >= 0.5:
         out.update(verdict="slow", direction="too low")
         return out
+    if uninformed is not None and arr[0] >= overshoot_factor * uninformed:
+        out.update(verdict="overshoot", direction="too high", overshoot_ratio=_round(arr[0] / uninformed, 3))
     return out
 
 
@@ -163,6 +175,7 @@ _VERDICT_WORDS = {
     "jump": "the training loss jumped from {jump_from:.3g} to {jump_to:.3g} at epoch {jump_epoch}",
     "oscillating": "the training loss oscillates instead of decreasing (it flips direction {sign_change_fraction:.0%} of the epochs)",
     "stuck": "the training loss is stuck at the level of predicting the class frequencies ({tail_mean:.3f} vs {uninformed_loss:.3f})",
+    "overshoot": "the first epoch's training loss was {overshoot_ratio:.3g}× that of an uninformed model (the first updates overshot)",
     "slow": "the training loss decreases slowly and steadily (only {relative_decrease:.1%} in {epochs} epochs, still falling at the same rate)",
 }
 
@@ -176,10 +189,21 @@ class LearningRateCheck(Check):
     requires = ("history",)
     #: Loss at least this multiple of an uninformed model's loss is a blow-up.
     blowup_factor = 2.0
+    #: First-epoch loss at least this multiple of an uninformed model's is an overshoot (evidence only with a poor fit).
+    overshoot_factor = 1.5
     #: Epoch-to-epoch multiple that counts as a jump.
     jump_factor = 2.0
     #: Relative total decrease below which a steady decrease is "slow".
     slow_total = 0.3
+    #: Significance level of the rescaling test (a too-high rate's overconfidence cost).
+    alpha = 0.01
+    #: Relative held-out log-loss reduction by rescaling that makes a too-high curve a warning (the calibration check's) ...
+    min_log_loss_gain = 0.10
+    #: ... and critical.
+    critical_log_loss_gain = 0.20
+    #: Relative difference within which the model's validation log-loss is the history's final val_loss (loose: a
+    #: training loop clips probabilities its own way, which moves the log-loss of confidently wrong predictions).
+    same_loss = 0.2
 
     def run(self, ctx: Context) -> list[Finding]:
         h = ctx.history or {}
@@ -190,7 +214,7 @@ class LearningRateCheck(Check):
         res = analyse_loss_curve(
             loss, prior_nll=p_nll, n_classes=ctx.n_classes,
             blowup_factor=self.threshold(ctx, "blowup_factor"), jump_factor=self.threshold(ctx, "jump_factor"),
-            slow_total=self.threshold(ctx, "slow_total"),
+            slow_total=self.threshold(ctx, "slow_total"), overshoot_factor=self.threshold(ctx, "overshoot_factor"),
         )
         ctx.add_artifact(self.name, "loss_curve", {"loss": list(loss), "val_loss": h.get("val_loss"), "verdict": res["verdict"]})
         verdict = res["verdict"]
@@ -203,9 +227,15 @@ class LearningRateCheck(Check):
         learned_nothing = res.get("last") is not None and res["last"] >= 0.9 * p_nll
         if verdict in ("stuck", "slow") and not ref_signal:
             return []  # unlearnable (or unknown) labels: a flat curve is not the learning rate's fault
-        if verdict == "slow" and not poor_fit:
-            return []
+        if verdict in ("slow", "overshoot") and not poor_fit:
+            return []  # evidence of a bad learning rate only when the model it left fits its training data poorly
         severity = _severity(verdict, fit_level if poor_fit else None, learned_nothing)
+        overconfident = None
+        if severity == "info" and res["direction"] == "too high" and verdict not in ("stuck", "overshoot"):
+            overconfident = _overconfidence_cost(ctx, h, self.threshold(ctx, "alpha"), self.threshold(ctx, "min_log_loss_gain"),
+                                                 self.threshold(ctx, "critical_log_loss_gain"))
+            if overconfident is not None and overconfident["severity"] is not None:
+                severity = overconfident["severity"]
         evidence = {k: v for k, v in res.items() if v is not None}
         evidence["prior_log_loss"] = _round(p_nll)
         lrs = [v for v in h.get("lr", []) if v is not None and math.isfinite(v)]
@@ -232,6 +262,13 @@ class LearningRateCheck(Check):
         title = f"Learning rate {direction}: {what}{lr_words}"
         if poor_fit and fit is not None and "reference_accuracy" in fit:
             title += f"; the model fits only {fit['train_accuracy']:.0%} of its training data (a linear model: {fit['reference_accuracy']:.0%})"
+        elif overconfident is not None and overconfident["severity"] is not None:
+            evidence["overconfidence_cost"] = {k: v for k, v in overconfident.items() if k != "severity"}
+            title += (
+                f"; the oversized updates left its scores overconfident: a temperature of {overconfident['temperature']:.3g} "
+                f"cuts the {overconfident['measured_on']} log-loss by {overconfident['relative_gain']:.0%} "
+                f"({overconfident['log_loss_before']:.3g} → {overconfident['log_loss_after']:.3g})"
+            )
         elif learned_nothing and direction == "too high":
             title += f"; the final loss {res['last']:.3g} is no better than predicting the class frequencies ({p_nll:.3g})"
         if direction == "too high":
@@ -244,10 +281,39 @@ class LearningRateCheck(Check):
         else:
             target = f"from {lr:.3g} to about {lr * 10:.3g}" if lr is not None else "by about 10×"
             fix = f"Raise the learning rate {target} (or run a learning-rate range test) and train until the loss levels off."
-        confidence = {"nan": 0.97, "diverged": 0.9, "stuck": 0.8, "jump": 0.75, "oscillating": 0.75, "slow": 0.7}[verdict]
+        confidence = {"nan": 0.97, "diverged": 0.9, "stuck": 0.8, "jump": 0.75, "oscillating": 0.75, "slow": 0.7, "overshoot": 0.7}[verdict]
         explains = underfitting_explains(ctx, fit) if poor_fit and fit is not None else None
+        if explains is None and overconfident is not None and overconfident["severity"] is not None:
+            lost = overconfident["log_loss_before"] - overconfident["log_loss_after"]
+            explains = make_explains("log_loss", lost, overconfident["log_loss_before"], f"the {overconfident['measured_on']} log-loss")
         return [Finding(code="learning-rate", severity=severity, confidence=confidence, title=title, evidence=evidence, fix=fix,
                         check=self.name, explains=explains)]
+
+
+def _overconfidence_cost(ctx: Context, h: dict, alpha: float, warn_gain: float, critical_gain: float) -> dict | None:
+    """Held-out log-loss a temperature removes, when the scores are the ones training left (None otherwise).
+
+    Only when the model's validation log-loss equals the history's final
+    ``val_loss`` (within ``same_loss``): the model is the last epoch as
+    trained, not rescaled since (scores scaled after training are the
+    ``overconfidence`` check's finding, not the learning rate's).
+    """
+    val = ctx.split("val")
+    val_loss = h.get("val_loss")
+    if val is None or val.y is None or val.probs is None or not val_loss or not math.isfinite(val_loss[-1]):
+        return None
+    now = float(_nll_rows(val.y, val.probs).mean())
+    if abs(now - val_loss[-1]) > LearningRateCheck.same_loss * val_loss[-1]:
+        return None
+    res = _held_out_rescaling(ctx, held_out(ctx))
+    if res is None:
+        return None
+    rel, severity = res["relative_gain"], None
+    if res["temperature"] > 1.0 and res["p_value"] < alpha:
+        severity = "critical" if rel >= critical_gain else "warning" if rel >= warn_gain else None
+    return {"severity": severity, "relative_gain": _round(rel), "temperature": _round(res["temperature"], 3),
+            "log_loss_before": _round(res["before"]), "log_loss_after": _round(res["after"]), "p_value": res["p_value"],
+            "measured_on": res["split"]}
 
 
 def _severity(verdict: str, poor_fit_level: str | None, learned_nothing: bool) -> str:
