@@ -172,3 +172,13 @@ def test_scenario_lr_too_low_is_reported_as_too_low(single_thread):
     assert top.code == "learning-rate", [(f.code, f.severity, f.title) for f in report.findings]
     assert "too low" in top.title and top.evidence["verdict"] == "slow"
     assert "from 1e-05 to about 0.0001" in top.fix
+
+
+def test_first_epoch_overshoot_is_a_verdict_only_above_an_uninformed_model():
+    import math
+
+    k = 10
+    res = analyse_loss_curve([1.8 * math.log(k), 2.2, 1.9, 1.7, 1.5, 1.4, 1.3], prior_nll=math.log(k), n_classes=k)
+    assert res["verdict"] == "overshoot" and res["direction"] == "too high" and res["overshoot_ratio"] > 1.5
+    healthy = analyse_loss_curve([2.2, 1.6, 1.2, 0.9, 0.7, 0.6, 0.55], prior_nll=math.log(k), n_classes=k)
+    assert healthy["verdict"] is None
