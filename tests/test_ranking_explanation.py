@@ -79,9 +79,27 @@ def test_class_imbalance_explains_its_symptoms_and_label_shift_only_when_the_tes
     assert sorted(c["code"] for c in ranked[0].consequences) == ["decision-threshold", "label-shift", "misleading-metric"]
     ranked = rank_findings([*symptoms(), imbalance(False)])
     cause = next(f for f in ranked if f.code == "class-imbalance")
-    assert "label-shift" not in [c["code"] for c in cause.consequences]
-    # of two causes of one symptom, the one ranked first takes it
-    assert next(f for f in ranked if f.code == "decision-threshold").explained_by == "class-imbalance"
+    # a test split as skewed as training: the imbalance explains neither the new mix nor a misplaced binary cut
+    assert [c["code"] for c in cause.consequences] == ["misleading-metric"]
+    assert next(f for f in ranked if f.code == "decision-threshold").explained_by == "label-shift"
+
+
+def test_a_proven_threshold_fix_takes_the_misleading_metric_it_recovers():
+    def misleading(share):
+        return _f("misleading-metric", "info", evidence={"threshold_fix": {"share_of_hidden_gap": share}})
+
+    ranked = rank_findings([misleading(0.8), _f("decision-threshold", "warning")])
+    assert ranked[0].code == "decision-threshold" and ranked[1].explained_by == "decision-threshold"
+    ranked = rank_findings([misleading(0.2), _f("decision-threshold", "warning")])
+    assert next(f for f in ranked if f.code == "misleading-metric").explained_by is None
+
+
+def test_overconfidence_hangs_on_a_learning_rate_and_on_an_imbalance_only_where_the_test_mix_differs():
+    over = lambda val_gap: _f("overconfidence", "critical", evidence={"splits": {"val": {"gap": val_gap}, "test": {"gap": 0.3}}})  # noqa: E731
+    ranked = rank_findings([over(0.3), _f("learning-rate", "warning")])
+    assert ranked[0].code == "learning-rate" and ranked[1].explained_by == "learning-rate"
+    assert rank_findings([over(0.01), _f("class-imbalance", "warning")])[1].explained_by == "class-imbalance"
+    assert rank_findings([over(0.3), _f("class-imbalance", "warning")])[0].code == "overconfidence"
 
 
 def test_a_shift_explains_scores_that_are_off_only_on_the_shifted_test_split():
@@ -190,7 +208,8 @@ def test_overfit_overconfident_model_overfitting_first_overconfidence_its_conseq
     assert "overconfidence" in [c["code"] for c in top.consequences], describe(report)
     assert report.findings[1].code == "overconfidence" and report.findings[1].explained_by == "overfitting"
     assert top.explains["metric"] == "log_loss" and top.explains["share"] > 0.1
-    assert report.verdict.startswith("Most likely cause: the model memorised")
+    assert report.verdict.startswith("Most likely cause: ") and "(overfitting)" in report.verdict
+    assert "overconfident" in top.title  # the cost named: memorised, or trained past its best epoch into overconfidence
     validate_report(report.to_dict())
 
 

@@ -823,7 +823,7 @@ class OverfittingCheck(Check):
         past_best = self._trained_past_best(ctx, hist)
         if past_best:
             return self._past_best_cost(ctx, hist)
-        if not memorised:
+        if not memorised or self._rescaled_after_training(gap, hist):
             return None
         res = _held_out_rescaling(ctx, held_out(ctx))
         if res is None:
@@ -841,6 +841,17 @@ class OverfittingCheck(Check):
                 "confidence": min(0.95, (1.0 - res["p_value"]) * (0.6 + 0.4 * min(1.0, rel / self.threshold(ctx, "critical_log_loss_gain")))),
                 "measured_on": res["split"],
                 "explains": make_explains("log_loss", res["before"] - res["after"], res["before"], f"the {res['split']} log-loss")}
+
+    @staticmethod
+    def _rescaled_after_training(gap: dict, hist: dict | None, ratio: float = 1.25) -> bool:
+        """The deployed scores are not those training left: their validation log-loss is well above the history's last ``val_loss``.
+
+        The scores were then rescaled (sharpened) after training, and their overconfidence is the calibration
+        check's finding, not a consequence of memorising (a trained model's own scores match its history within a few %).
+        """
+        if hist is None or gap.get("held_out_split") != "val" or not hist.get("val_loss_last"):
+            return False
+        return gap["held_out_log_loss"] > ratio * hist["val_loss_last"]
 
     def _past_best_cost(self, ctx: Context, hist: dict) -> dict:
         """Validation log-loss that stopping at the best epoch would have kept, when the excess is overconfidence.

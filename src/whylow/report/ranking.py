@@ -86,6 +86,13 @@ def _imbalance_meets_balanced_test(cause: Finding, symptom: Finding) -> bool:
     return bool(isinstance(priors, dict) and priors.get("test_is_more_balanced"))
 
 
+def _threshold_recovers_the_hidden_gap(cause: Finding, symptom: Finding) -> bool:
+    """The proven threshold move recovers at least half of what accuracy hides (misleading-metric's own record)."""
+    fix = symptom.evidence.get("threshold_fix") if isinstance(symptom.evidence, dict) else None
+    share = fix.get("share_of_hidden_gap") if isinstance(fix, dict) else None
+    return isinstance(share, (int, float)) and share >= 0.5
+
+
 _Condition = Callable[[Finding, Finding], bool]
 _CALIBRATION = ("overconfidence", "underconfidence")
 
@@ -99,16 +106,20 @@ EXPLAINS: dict[str, dict[str, _Condition]] = {
     "covariate-shift": {code: _miscalibrated_on_test_only for code in _CALIBRATION},
     # wrong labels make confident predictions look wrong and teach a model to hedge
     "label-noise": {code: _always for code in _CALIBRATION},
-    # minority classes under-predicted: their recall, the headline metric and the binary cut follow
+    # minority classes under-predicted: their recall and the headline metric follow; the binary cut, the new
+    # class mix and scores that are off only where the skewed training mix meets a more balanced test split
     "class-imbalance": {
         "misleading-metric": _always,
-        "decision-threshold": _always,
+        "decision-threshold": _imbalance_meets_balanced_test,
         "label-shift": _imbalance_meets_balanced_test,
+        **{code: _miscalibrated_on_test_only for code in _CALIBRATION},
     },
+    # a cut in the wrong place hides the positive class behind a good accuracy
+    "decision-threshold": {"misleading-metric": _threshold_recovers_the_hidden_gap},
     # new class priors move the best binary threshold, and scores calibrated for the old mix are off on the new one
     "label-shift": {"decision-threshold": _always, **{code: _miscalibrated_on_test_only for code in _CALIBRATION}},
-    # a learning rate too high or too low is why the model under- or overfits
-    "learning-rate": {"underfitting": _always, "overfitting": _always},
+    # a learning rate too high or too low is why the model under- or overfits, or is left with huge, overconfident weights
+    "learning-rate": {"underfitting": _always, "overfitting": _always, "overconfidence": _always},
     # a model far below what the data allows hedges: its low scores are bad classification
     "underfitting": {"underconfidence": _always},
     # a model that memorised its training data is overconfident on anything else
