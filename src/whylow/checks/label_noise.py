@@ -151,7 +151,7 @@ from whylow.checks import Check, register
 from whylow.checks.leakage import scan_split
 from whylow.context import Context
 from whylow.inputs.prepare import SplitData
-from whylow.report.finding import Finding, make_explains
+from whylow.report.finding import Finding, flagged_example, make_explains
 
 __all__ = [
     "LabelNoiseCheck",
@@ -650,7 +650,8 @@ class LabelNoiseCheck(Check):
             {"split": worst["split"], "index": e["index"], "caption": f"given {e['given']}, likely {e['suggested']}"}
             for e in worst.get("examples", [])
         ])
-        return [Finding("label-noise", worst["severity"], conf, title, evidence, fix, verified, explains=self._explains(worst))]
+        return [Finding("label-noise", worst["severity"], conf, title, evidence, fix, verified, explains=self._explains(worst),
+                        examples=getattr(self, "_all_flagged", {}).get(worst["split"], []))]
 
     @staticmethod
     def _explains(r: dict) -> dict | None:
@@ -674,10 +675,21 @@ class LabelNoiseCheck(Check):
         return ctx.cached(f"scan:{s.name}:False", lambda: scan_split(s))["features"]
 
     def _examples(self, ctx, s, flagged, suggested, probs) -> list[dict]:
+        """The first ``max_examples`` flagged examples for the evidence, most confidently mislabelled first.
+
+        All of them, in the same order, are kept for the finding's ``examples`` (``--examples-csv``).
+        """
         idx = np.flatnonzero(flagged)
         margin = probs[idx, suggested[idx]] - probs[idx, s.y[idx]]
-        idx = idx[np.argsort(-margin, kind="stable")][: int(self.threshold(ctx, "max_examples"))]
+        idx = idx[np.argsort(-margin, kind="stable")]
         names = ctx.class_names
+        self._all_flagged = getattr(self, "_all_flagged", {})
+        self._all_flagged[s.name] = [
+            flagged_example(s, i, given=names[s.y[i]], suggested=names[suggested[i]], score=probs[i, suggested[i]],
+                            note="likely wrong label")
+            for i in idx
+        ]
+        idx = idx[: int(self.threshold(ctx, "max_examples"))]
         return [
             {
                 "index": int(i),

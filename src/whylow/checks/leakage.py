@@ -58,7 +58,7 @@ from scipy import stats
 from whylow.checks import Check, register
 from whylow.context import Context
 from whylow.inputs.prepare import SplitData
-from whylow.report.finding import Finding
+from whylow.report.finding import Finding, flagged_example
 
 __all__ = ["LeakageCheck", "compact_features", "row_fingerprints", "find_exact_matches", "nearest_neighbours", "scan_split"]
 
@@ -416,7 +416,12 @@ class LeakageCheck(Check):
             "dup": dup,
         }
         order = np.flatnonzero(dup)
-        order = order[np.argsort(dist[order], kind="stable")][:10]
+        order = order[np.argsort(dist[order], kind="stable")]
+        res["all_flagged"] = [  # every duplicated example, for --examples-csv (not in the evidence)
+            flagged_example(s, i, score=dist[i], note=f"{'exact' if exact[i] else 'near'} copy of train #{int(nn[i])}")
+            for i in order
+        ]
+        order = order[:10]
         res["examples"] = [
             {f"{s.name}_index": int(i), "train_index": int(nn[i]), "distance": round(float(dist[i]), 5), "kind": "exact" if exact[i] else "near"}
             for i in order
@@ -464,7 +469,7 @@ class LeakageCheck(Check):
             "representation": "8×8 area-averaged, per-image normalised, PCA" if is_image else "standardised features",
             "near_threshold": round(float(threshold), 6),
             "calibration": calib,
-            "splits": [{k: v for k, v in r.items() if k != "dup"} for r in results],
+            "splits": [{k: v for k, v in r.items() if k not in ("dup", "all_flagged")} for r in results],
         }
         r = worst
         ctx.add_artifact(self.name, "examples:duplicated in training", [  # thumbnails in the HTML report
@@ -481,4 +486,4 @@ class LeakageCheck(Check):
             "split by source (patient, session, scene, near-duplicate groups) rather than by image, and de-duplicate "
             "before splitting. The indices are in the evidence."
         )
-        return [Finding("train-test-leakage", r["severity"], confidence, title, evidence, fix, None)]
+        return [Finding("train-test-leakage", r["severity"], confidence, title, evidence, fix, None, examples=r.get("all_flagged", []))]

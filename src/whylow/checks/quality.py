@@ -38,7 +38,7 @@ import numpy as np
 from whylow import metrics
 from whylow.checks import Check, register
 from whylow.checks.fit import validation_shortfall
-from whylow.report.finding import Finding, make_explains
+from whylow.report.finding import Finding, flagged_example, make_explains
 from whylow.summaries import row_hashes, split_summary
 
 __all__ = ["DataQualityCheck", "duplicate_groups"]
@@ -119,6 +119,8 @@ class DataQualityCheck(Check):
                     "count": len(s.corrupt_files),
                     "fraction": round(len(s.corrupt_files) / total, 4),
                     "examples": [{"file": f, "reason": r} for f, r in s.corrupt_files[:_EXAMPLES]],
+                    "all_flagged": [{**flagged_example(s, -1, note=f"unreadable: {r}"), "index": None, "path": str(f)}
+                                    for f, r in s.corrupt_files],
                 }
             if s.x is not None:
                 self._inputs(ctx, s, per_kind)
@@ -148,6 +150,7 @@ class DataQualityCheck(Check):
                 "values": int(nonfinite.sum()),
                 "fraction": round(len(bad) / s.n, 4),
                 "examples": bad[:_EXAMPLES].tolist(),
+                "all_flagged": [flagged_example(s, i, note=f"{int(nonfinite[i])} NaN/inf values") for i in bad],
             }
         if len(constant):
             values = self._constant_values(s, constant[:_EXAMPLES])
@@ -156,6 +159,7 @@ class DataQualityCheck(Check):
                 "fraction": round(len(constant) / s.n, 4),
                 "examples": constant[:_EXAMPLES].tolist(),
                 "values": values,
+                "all_flagged": [flagged_example(s, i, note="blank or constant input") for i in constant],
             }
         usable = np.ones(s.n, dtype=bool)
         usable[bad] = False
@@ -172,6 +176,8 @@ class DataQualityCheck(Check):
                     "count": n_rows,
                     "fraction": round(n_rows / s.n, 4),
                     "examples": [{"rows": g[:4].tolist(), "labels": [ctx.class_names[int(v)] for v in s.y[g[:4]]]} for g in conflicting[:_EXAMPLES]],
+                    "all_flagged": [flagged_example(s, i, given=ctx.class_names[int(s.y[i])], note=f"identical to rows {g.tolist()} with other labels")
+                                    for g in conflicting for i in g],
                 }
             if same:
                 extra = int(sum(len(g) - 1 for g in same))
@@ -246,6 +252,7 @@ class DataQualityCheck(Check):
             "unseen-classes": "Add training examples of those classes or drop them from the evaluation; the model cannot predict a class it never saw.",
         }
         verified = None
+        examples = [e for v in by_split.values() for e in v.pop("all_flagged", [])]
         evidence = {"kind": kind, "splits": by_split}
         test = ctx.test
         if kind in ("nonfinite", "constant", "conflicting-duplicates") and "test" in by_split and test.y is not None and test.probs is not None:
@@ -265,7 +272,7 @@ class DataQualityCheck(Check):
         if verified is not None:  # the accuracy the affected test examples cost, of the shortfall against validation
             explains = make_explains("accuracy", verified["after"] - verified["before"], validation_shortfall(ctx), "validation")
         return Finding("data-quality", severity, confidence, titles[kind], evidence=evidence, fix=fixes[kind], verified=verified,
-                       explains=explains)
+                       explains=explains, examples=examples)
 
     def _constant_severity(self, ctx, by_split: dict, cost: float) -> str:
         """Constant test images judged by what they cost: critical from ``critical_drop``, a warning from ``min_cost``.

@@ -18,7 +18,7 @@ class FailOn(str, Enum):
     critical = "critical"
 
 
-def write_outputs(report, json_path=None, markdown_path=None, html_path=None, quiet=False, verbose=False) -> None:
+def write_outputs(report, json_path=None, markdown_path=None, html_path=None, quiet=False, verbose=False, examples_csv=None) -> None:
     """Print the terminal report and write the requested files (atomically; pipes and devices in place)."""
     from rich.console import Console
 
@@ -26,7 +26,8 @@ def write_outputs(report, json_path=None, markdown_path=None, html_path=None, qu
 
     if not quiet:
         print_report(report, Console(), verbose=verbose)
-    for path, save in ((json_path, report.save_json), (markdown_path, report.save_markdown), (html_path, report.save_html)):
+    for path, save in ((json_path, report.save_json), (markdown_path, report.save_markdown), (html_path, report.save_html),
+                       (examples_csv, report.save_examples_csv)):
         if path is not None:
             save(path)
             if not quiet:
@@ -101,6 +102,9 @@ def diagnose_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here (a file, or /dev/stdout)."),
     markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown report here."),
     html_path: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report here."),
+    examples_csv: Optional[Path] = typer.Option(
+        None, "--examples-csv", help="Write every flagged example (finding, split, index, file, given and suggested label, score) as CSV."
+    ),
     fail_on: Optional[FailOn] = typer.Option(None, "--fail-on", help="Exit 1 when a finding at or above this severity is found."),
     option: Optional[list[str]] = typer.Option(
         None,
@@ -123,7 +127,7 @@ def diagnose_command(
     options, limits = parse_option_args(option)
     preprocess, layout = declared_preprocessing(layout=layout, scale=scale, mean=mean, std=std, color=color)
     inputs = {"--test": test, "--train": train, "--val": val, "--model": model, "--history": history, "--class-names": class_names}
-    check_outputs({"--json": json_path, "--markdown": markdown_path, "--html": html_path}, inputs)
+    check_outputs({"--json": json_path, "--markdown": markdown_path, "--html": html_path, "--examples-csv": examples_csv}, inputs)
     if html_path is not None and (reason := html_unavailable()) is not None:
         fail(f"--html needs the HTML renderer: {reason}")
     limit_options = {f"limits.{k}": v for k, v in vars(limits).items() if v != getattr(type(limits)(), k)}
@@ -140,6 +144,6 @@ def diagnose_command(
         seed=seed,
         progress=not quiet,
     )
-    write_outputs(report, json_path, markdown_path, html_path, quiet, verbose)
+    write_outputs(report, json_path, markdown_path, html_path, quiet, verbose, examples_csv)
     if fail_on is not None and report.fails(fail_on.value):
         raise typer.Exit(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["CODES", "EXPLAINED_METRICS", "SEVERITIES", "Finding", "CheckStatus", "make_explains"]
+__all__ = ["CODES", "EXPLAINED_METRICS", "SEVERITIES", "CheckStatus", "Finding", "flagged_example", "make_explains"]
 
 #: The closed list of finding codes (design.md §3), in no particular order.
 CODES = (
@@ -110,6 +110,10 @@ class Finding:
         ``{"code", "title"}`` of the symptoms attached to this cause by the
         ranking (`whylow.report.ranking`); each of them stays in the report's
         findings, directly after this one, with ``evidence["explained_by"]``.
+    examples : list of dict
+        Every example the finding flags (`flagged_example`), for relabelling or
+        removal: ``Report.flagged_examples()`` and ``--examples-csv``. Not part of
+        the JSON report, whose evidence lists the first few.
     """
 
     code: str
@@ -122,6 +126,7 @@ class Finding:
     check: str = ""
     explains: dict | None = None
     consequences: list[dict] = field(default_factory=list)
+    examples: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         if self.code not in CODES:
@@ -169,6 +174,34 @@ class Finding:
             "explains": self.explains,
             "consequences": [dict(c) for c in self.consequences],
         }
+
+
+def flagged_example(split, index: int, *, given: str | None = None, suggested: str | None = None,
+                    score: float | None = None, note: str | None = None) -> dict:
+    """One flagged example: its split, row index, file (for a split read from a folder), labels, score and a note.
+
+    Parameters
+    ----------
+    split : whylow.inputs.prepare.SplitData
+    index : int
+        Row in the split.
+    given, suggested : str, optional
+        The label the data gives and the one whylow suggests.
+    score : float, optional
+        How strongly it is flagged (e.g. the model's probability of the suggested class).
+    note : str, optional
+        Why it is flagged, in a few words.
+    """
+    files = getattr(split, "files", None)
+    return {
+        "split": split.name,
+        "index": int(index),
+        "path": str(files[int(index)]) if files is not None and 0 <= int(index) < len(files) else None,
+        "given": given,
+        "suggested": suggested,
+        "score": None if score is None else round(float(score), 6),
+        "note": note,
+    }
 
 
 @dataclass

@@ -374,6 +374,41 @@ class Report:
         self._check_save_path(path, "HTML report")
         return write_atomic(path, self.to_html())
 
+    #: Columns of `flagged_examples` and of ``--examples-csv``.
+    EXAMPLE_COLUMNS = ("code", "severity", "split", "index", "path", "given", "suggested", "score", "note")
+
+    def example_rows(self) -> list[dict]:
+        """Every example flagged by any finding, in report order, as dicts with `EXAMPLE_COLUMNS`."""
+        return [{"code": f.code, "severity": f.severity, **{k: e.get(k) for k in self.EXAMPLE_COLUMNS[2:]}}
+                for f in self.findings for e in getattr(f, "examples", [])]
+
+    def flagged_examples(self):
+        """Every flagged example of every finding as a pandas DataFrame (one row per example and finding).
+
+        Columns: the finding's ``code`` and ``severity``, the example's ``split``, row ``index``, file ``path``
+        (splits read from a folder), ``given`` and ``suggested`` label, ``score`` and ``note``.
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            from whylow.errors import MissingDependencyError
+
+            raise MissingDependencyError("flagged_examples() needs pandas: pip install pandas "
+                                         "(or use example_rows() / save_examples_csv()).") from exc
+        return pd.DataFrame(self.example_rows(), columns=list(self.EXAMPLE_COLUMNS))
+
+    def save_examples_csv(self, path) -> Path:
+        """Write every flagged example as CSV (`EXAMPLE_COLUMNS`), atomically; never over an input of this report."""
+        import csv
+        import io
+
+        self._check_save_path(path, "examples CSV")
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(self.EXAMPLE_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in self.example_rows())
+        return write_atomic(path, buf.getvalue())
+
     def __str__(self) -> str:
         return self.to_text()
 
