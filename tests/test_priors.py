@@ -245,3 +245,19 @@ def test_balanced_training_no_imbalance_finding():
     probs[np.arange(600), y] = 0.8
     report = whylow.diagnose(test=whylow.Split(y=y, probs=probs), train=whylow.Split(y=rng.permutation(y)))
     assert not [f for f in report.findings if f.code in MY_CODES]
+
+
+def test_a_logit_adjustment_that_lowers_balanced_accuracy_verifies_nothing():
+    """A minority class the model already over-predicts: the adjustment is tried, reported, and not called a verification."""
+    rng = np.random.default_rng(0)
+    y_train = np.r_[np.zeros(900, int), np.ones(900, int), np.full(30, 2)]
+    y = rng.integers(0, 3, 600)
+    logits = rng.normal(size=(600, 3))
+    logits[np.arange(600), y] += 2.0
+    logits[:, 2] += 1.5
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    report = whylow.diagnose(test=whylow.Split(y=y, probs=probs), train=whylow.Split(y=y_train))
+    found = [f for f in report.findings if f.code == "class-imbalance"]
+    assert found and found[0].severity == "info" and found[0].verified is None
+    tried = found[0].evidence["logit_adjustment_tried"]
+    assert tried["after"] < tried["before"] and "did not raise" in tried["note"]

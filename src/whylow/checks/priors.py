@@ -590,6 +590,9 @@ class ClassImbalanceCheck(Check):
             "after": round(ba_after, 4),
             "note": f"post-hoc logit adjustment with tau={tau:g} ({tau_source}), scored on the test split",
         }
+        if ba_after <= ba_before:  # a fix that did not help verifies nothing; what it did stays in the evidence
+            evidence["logit_adjustment_tried"] = {**verified, "note": verified["note"] + "; it did not raise balanced accuracy"}
+            verified = None
         # does the model rank minority examples above the others? (signal that a bias, not blindness, hides them)
         aucs, zs = [], []
         for c in np.flatnonzero(minority & present):
