@@ -15,9 +15,9 @@ from whylow.inputs import as_split, prepare_splits
 from whylow.inputs.files import as_path, limits_scope, load_json
 from whylow.inputs.loaders import load_class_names
 from whylow.inputs.options import validate_options
+from whylow.inputs.prepare import check_class_names
 from whylow.inputs.preprocess import apply_preprocessing, preprocessing_by_split
 from whylow.progress import Activity
-from whylow.inputs.prepare import check_class_names
 from whylow.report import CheckStatus, Report, rank_findings
 
 __all__ = ["diagnose", "load_history"]
