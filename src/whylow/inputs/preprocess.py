@@ -313,11 +313,8 @@ def apply_preprocessing(split: Split, prep: Preprocessing, name: str) -> Split:
 
 
 def _output_layout(layout: str, colour: str | None) -> str:
-    if colour == "rgb" and layout == "NHW":
-        return "NHWC"
-    if colour == "grey" and layout in ("NHWC", "NCHW"):
-        return layout
-    return layout
+    """Grey N×H×W images made RGB gain a channel axis (last); every other layout is kept."""
+    return "NHWC" if colour == "rgb" and layout == "NHW" else layout
 
 
 def _apply_chunk(x: np.ndarray, layout: str, out_layout: str, prep: Preprocessing, name: str) -> np.ndarray:
