@@ -64,3 +64,27 @@ def test_flagged_examples_lists_every_label_issue_as_a_dataframe():
     assert len(rows) == len(noise.examples) >= len(noise.evidence["splits"][0]["examples"])
     assert set(rows["index"]) <= set(wrong) and len(rows) > 0.9 * len(wrong)
     assert (rows["suggested"] != rows["given"]).all() and rows["score"].between(0, 1).all()
+
+
+def test_html_thumbnails_name_their_row_and_say_how_many_are_shown():
+    import re
+
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    n = 900
+    x = (d.images[:n] * 255 / 16).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(n, 10))
+    logits[np.arange(n), d.target[:n]] += 6
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    noisy = d.target[:n].copy()
+    wrong = rng.choice(n, 200, replace=False)
+    noisy[wrong] = (noisy[wrong] + 1) % 10
+    report = whylow.diagnose(test=whylow.Split(x=x, y=noisy, probs=probs))
+    noise = next(f for f in report.findings if f.code == "label-noise")
+    html = report.to_html()
+    labels = re.findall(r'class="label">([^<]*)<', html)
+    assert labels and all(re.fullmatch(r"test #\d+", t) for t in labels)
+    assert {int(t.split("#")[1]) for t in labels} <= {e["index"] for e in noise.examples}
+    assert f"{len(labels)} of {len(noise.examples)} shown" in html

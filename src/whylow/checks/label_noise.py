@@ -650,6 +650,7 @@ class LabelNoiseCheck(Check):
             {"split": worst["split"], "index": e["index"], "caption": f"given {e['given']}, likely {e['suggested']}"}
             for e in worst.get("examples", [])
         ])
+        ctx.add_artifact(self.name, "examples_total:likely wrong labels", len(getattr(self, "_all_flagged", {}).get(worst["split"], [])))
         return [Finding("label-noise", worst["severity"], conf, title, evidence, fix, verified, explains=self._explains(worst),
                         examples=getattr(self, "_all_flagged", {}).get(worst["split"], []))]
 

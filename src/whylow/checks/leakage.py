@@ -476,6 +476,7 @@ class LeakageCheck(Check):
             {"split": r["split"], "index": e[f"{r['split']}_index"], "caption": f"{e['kind']} copy of train #{e['train_index']}"}
             for e in r.get("examples", [])
         ])
+        ctx.add_artifact(self.name, "examples_total:duplicated in training", len(r.get("all_flagged", [])))
         kinds = f"{r['n_exact']} exact, {r['n_near']} near"
         title = f"{r['n_duplicated']} of {r['n']} {r['split']} examples ({r['fraction']:.1%}) duplicate training examples ({kinds})"
         if "accuracy_non_duplicated" in r and r["n_duplicated"]:

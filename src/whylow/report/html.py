@@ -526,7 +526,10 @@ def _examples_section(page: _Page, groups: dict) -> dict | None:
                 continue
             cells = [t for t in (_thumbnail(i, page, str(name)) for i in items) if t]
             if cells:
-                lists.append({"name": str(name), "thumbs": cells, "rows": None})
+                total = items[0].get("total") if isinstance(items[0], dict) else None
+                total = total if isinstance(total, int) and total >= len(cells) else len(cells)
+                more = f"{len(cells)} of {total} shown; all of them: --examples-csv or report.flagged_examples()" if total > len(cells) else ""
+                lists.append({"name": str(name), "thumbs": cells, "rows": None, "more": more})
                 shown.add(str(name))
     if isinstance(core.get("thumbnails_error"), str):
         page.notes.append(f"Thumbnails of flagged examples could not be made: {core['thumbnails_error']}")

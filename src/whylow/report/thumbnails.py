@@ -37,7 +37,11 @@ def collect_thumbnails(ctx, max_per_list: int = 12) -> dict[str, list[dict]]:
     """Turn the checks' ``examples:<name>`` artifacts into thumbnail lists.
 
     A check that flags examples stores ``ctx.add_artifact(check, "examples:<name>",
-    [{"split": "test", "index": 12, "caption": "given 3, likely 8"}, ...])``.
+    [{"split": "test", "index": 12, "caption": "given 3, likely 8"}, ...])``, and
+    optionally how many it flagged in all as ``"examples_total:<name>"``. Each
+    thumbnail is labelled with its split and row (``test #12``) and captioned
+    with the check's words; the first thumbnail of a list carries ``"total"``,
+    the number of examples flagged in all (for "12 of 88 shown").
     """
     out: dict[str, list[dict]] = {}
     for check, items in ctx.artifacts.items():
@@ -52,15 +56,17 @@ def collect_thumbnails(ctx, max_per_list: int = 12) -> dict[str, list[dict]]:
                     continue
                 images = split.images_nhwc()
                 lo, hi = ctx.cached(f"thumb-range:{split.name}", lambda s=split: _value_range(s))
-                label = ctx.class_names[int(split.y[int(index)])] if split.y is not None else ""
+                given = ctx.class_names[int(split.y[int(index)])] if split.y is not None else ""
                 thumbs.append(
                     {
                         "png_base64": thumbnail_png(images[int(index)], lo, hi),
-                        "label": label,
-                        "caption": str(ex.get("caption", f"{split.name} #{index}")),
+                        "label": f"{split.name} #{int(index)}",
+                        "caption": str(ex.get("caption", f"given {given}" if given else "")),
                     }
                 )
+            total = items.get("examples_total:" + key[len("examples:"):])
             if thumbs:
+                thumbs[0]["total"] = int(total) if isinstance(total, (int, np.integer)) else len(examples)
                 out[f"{check}: {key[len('examples:'):]}"] = thumbs
     return out
 
