@@ -131,3 +131,20 @@ def test_demo_of_seed2_also_compares_the_two_models(built, tmp_path):
     sharpest = max(d["models"], key=lambda m: m["sharpness"])["name"]
     assert d["pairs"][0]["closer"] == sharpest
     assert result["scenario"].model is not None
+
+
+def test_exported_files_diagnose_like_the_demo(run_whylow, tmp_path):
+    """``--export DIR`` writes what a user has (splits, TorchScript model, history, class names); `diagnose` on them agrees."""
+    p = run_whylow("demo", "--out", tmp_path / "out", "--export", tmp_path / "files", "--no-html", "--quiet", timeout=180)
+    assert p.returncode == 0, p.stderr
+    files = sorted(f.name for f in (tmp_path / "files").iterdir())
+    assert files == ["classes.txt", "history.json", "model.pt", "test.npz", "train.npz", "val.npz"]
+    command = p.stdout.split("diagnose it yourself with:")[1].split("\n")[1].split()
+    assert command[:2] == ["whylow", "diagnose"]
+    args = [a for a in command[2:command.index("--html")]] + ["--json", str(tmp_path / "mine.json"), "--quiet"]
+    mine = run_whylow("diagnose", *args, timeout=180)
+    assert mine.returncode == 0, mine.stderr
+    demo = json.loads((tmp_path / "out" / "report.json").read_text())
+    own = json.loads((tmp_path / "mine.json").read_text())
+    assert [(f["code"], f["severity"]) for f in own["findings"]] == [(f["code"], f["severity"]) for f in demo["findings"]]
+    assert own["summary"]["accuracy"] == pytest.approx(demo["summary"]["accuracy"])

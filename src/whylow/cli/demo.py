@@ -12,7 +12,7 @@ import typer
 from whylow.cli import app, fail
 from whylow.errors import InvalidInputError, MissingDependencyError
 
-__all__ = ["DEFAULT_SCENARIO", "demo_command", "format_scenario_list", "run_demo", "single_thread_torch"]
+__all__ = ["DEFAULT_SCENARIO", "demo_command", "export_scenario", "format_scenario_list", "run_demo", "single_thread_torch"]
 
 #: The scenario ``whylow demo`` runs when none is named: the seed's first cause, a lighting shift.
 DEFAULT_SCENARIO = "lighting"
@@ -33,6 +33,62 @@ def _html_available() -> str | None:
     except ImportError as exc:  # MissingDependencyError is an ImportError too
         return str(exc) or type(exc).__name__
     return None
+
+
+def export_scenario(scenario, folder: Path) -> dict[str, Path]:
+    """Write a built scenario as the files a user would have: splits, TorchScript model, history, class names.
+
+    ``train.npz`` / ``val.npz`` / ``test.npz`` (keys ``x``, ``y``; ``probs`` when the scenario gives
+    predictions instead of a model), ``model.pt`` (TorchScript, traced on the test inputs, when the
+    scenario's model is a torch module), ``history.json`` and ``classes.txt``, each written atomically.
+
+    Returns
+    -------
+    dict of str to Path
+        What was written, by kind.
+    """
+    import io
+    import json
+
+    import numpy as np
+
+    from whylow.report.report import write_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in ("train", "val", "test"):
+        split = getattr(scenario, name, None)
+        if split is None:
+            continue
+        arrays = {k: np.asarray(v) for k in ("x", "y", "probs", "logits") if (v := getattr(split, k, None)) is not None}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        written[name] = write_atomic(folder / f"{name}.npz", buf.getvalue())
+    model = scenario.model
+    torch = None
+    try:
+        import torch
+    except ImportError:
+        pass
+    if torch is not None and isinstance(model, torch.nn.Module) and getattr(scenario.test, "x", None) is not None:
+        model.eval()
+        example = torch.as_tensor(np.asarray(scenario.test.x[:8], dtype=np.float32))
+        with torch.no_grad():
+            traced = torch.jit.trace(model, example)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
+        written["model"] = write_atomic(folder / "model.pt", buf.getvalue())
+    if scenario.history:
+        written["history"] = write_atomic(folder / "history.json", json.dumps({k: [float(v) for v in vals] for k, vals in scenario.history.items()}))
+    if scenario.class_names:
+        written["class_names"] = write_atomic(folder / "classes.txt", "\n".join(scenario.class_names) + "\n")
+    return written
+
+
+def _diagnose_command_for(written: dict[str, Path]) -> str:
+    """The ``whylow diagnose`` command line that diagnoses exported files."""
+    flags = {"test": "--test", "train": "--train", "val": "--val", "model": "--model", "history": "--history", "class_names": "--class-names"}
+    return "whylow diagnose " + " ".join(f"{flags[k]} {p}" for k, p in written.items()) + " --html report.html"
 
 
 def single_thread_torch() -> None:
@@ -166,6 +222,9 @@ def demo_command(
     html: bool = typer.Option(True, "--html/--no-html", help="Write report.html (needs the HTML renderer)."),
     markdown: bool = typer.Option(False, "--markdown/--no-markdown", help="Also write report.md."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only where the report is."),
+    export: Optional[Path] = typer.Option(
+        None, "--export", help="Also write the scenario as files (splits .npz, model.pt, history.json, classes.txt) to diagnose yourself."
+    ),
 ):
     """Train a small CNN on scikit-learn's digits, inject a named fault, diagnose it and write the report."""
     from whylow.scenarios import list_scenarios
@@ -195,6 +254,11 @@ def demo_command(
         result = run_demo(name, out, seed=seed, html=html, markdown=markdown, quiet=quiet)
     except (InvalidInputError, MissingDependencyError) as exc:
         fail(str(exc))
+    if export is not None:
+        if os.path.exists(export) and not os.path.isdir(export):
+            fail(f"--export {str(export)!r} is {file_kind(os.stat(export).st_mode)}; give a folder for the exported files.")
+        written = export_scenario(result["scenario"], export)
+        typer.echo(f"Exported to {export}/; diagnose it yourself with:\n  {_diagnose_command_for(written)}")
     paths = result["paths"]
     main = paths.get("html", paths["json"])
     others = ", ".join(str(p) for kind, p in paths.items() if p != main)
