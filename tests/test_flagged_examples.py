@@ -88,3 +88,16 @@ def test_html_thumbnails_name_their_row_and_say_how_many_are_shown():
     assert labels and all(re.fullmatch(r"test #\d+", t) for t in labels)
     assert {int(t.split("#")[1]) for t in labels} <= {e["index"] for e in noise.examples}
     assert f"{len(labels)} of {len(noise.examples)} shown" in html
+
+
+def test_an_unreadable_file_is_listed_by_its_path_without_a_row(folder_with_blanks, tmp_path):
+    import shutil
+
+    root, _ = folder_with_blanks
+    shutil.copytree(root / "test", tmp_path / "test")
+    broken = tmp_path / "test" / "3" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    report = whylow.diagnose(test=str(tmp_path / "test"))
+    rows = [r for r in report.example_rows() if r["path"] and r["path"].endswith("broken.png")]
+    assert len(rows) == 1 and rows[0]["index"] is None and rows[0]["code"] == "data-quality"
+    assert rows[0]["note"].startswith("unreadable")

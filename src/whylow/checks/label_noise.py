@@ -619,6 +619,7 @@ class LabelNoiseCheck(Check):
     critical_drop = 0.10
 
     def run(self, ctx: Context) -> list[Finding]:
+        self._all_flagged: dict[str, list[dict]] = {}  # split -> every flagged example (`_examples`)
         results = []
         for name in ("test", "val"):
             s = ctx.split(name)
@@ -650,9 +651,9 @@ class LabelNoiseCheck(Check):
             {"split": worst["split"], "index": e["index"], "caption": f"given {e['given']}, likely {e['suggested']}"}
             for e in worst.get("examples", [])
         ])
-        ctx.add_artifact(self.name, "examples_total:likely wrong labels", len(getattr(self, "_all_flagged", {}).get(worst["split"], [])))
+        ctx.add_artifact(self.name, "examples_total:likely wrong labels", len(self._all_flagged.get(worst["split"], [])))
         return [Finding("label-noise", worst["severity"], conf, title, evidence, fix, verified, explains=self._explains(worst),
-                        examples=getattr(self, "_all_flagged", {}).get(worst["split"], []))]
+                        examples=self._all_flagged.get(worst["split"], []))]
 
     @staticmethod
     def _explains(r: dict) -> dict | None:
@@ -684,7 +685,6 @@ class LabelNoiseCheck(Check):
         margin = probs[idx, suggested[idx]] - probs[idx, s.y[idx]]
         idx = idx[np.argsort(-margin, kind="stable")]
         names = ctx.class_names
-        self._all_flagged = getattr(self, "_all_flagged", {})
         self._all_flagged[s.name] = [
             flagged_example(s, i, given=names[s.y[i]], suggested=names[suggested[i]], score=probs[i, suggested[i]],
                             note="likely wrong label")

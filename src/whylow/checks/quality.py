@@ -119,8 +119,7 @@ class DataQualityCheck(Check):
                     "count": len(s.corrupt_files),
                     "fraction": round(len(s.corrupt_files) / total, 4),
                     "examples": [{"file": f, "reason": r} for f, r in s.corrupt_files[:_EXAMPLES]],
-                    "all_flagged": [{**flagged_example(s, -1, note=f"unreadable: {r}"), "index": None, "path": str(f)}
-                                    for f, r in s.corrupt_files],
+                    "all_flagged": [flagged_example(s, None, path=f, note=f"unreadable: {r}") for f, r in s.corrupt_files],
                 }
             if s.x is not None:
                 self._inputs(ctx, s, per_kind)

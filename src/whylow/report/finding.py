@@ -176,15 +176,17 @@ class Finding:
         }
 
 
-def flagged_example(split, index: int, *, given: str | None = None, suggested: str | None = None,
-                    score: float | None = None, note: str | None = None) -> dict:
+def flagged_example(split, index: int | None, *, path: str | None = None, given: str | None = None,
+                    suggested: str | None = None, score: float | None = None, note: str | None = None) -> dict:
     """One flagged example: its split, row index, file (for a split read from a folder), labels, score and a note.
 
     Parameters
     ----------
     split : whylow.inputs.prepare.SplitData
-    index : int
-        Row in the split.
+    index : int or None
+        Row in the split; None for a file that has no row (an unreadable image).
+    path : str, optional
+        The file; by default the row's own file when the split was read from a folder.
     given, suggested : str, optional
         The label the data gives and the one whylow suggests.
     score : float, optional
@@ -193,10 +195,12 @@ def flagged_example(split, index: int, *, given: str | None = None, suggested: s
         Why it is flagged, in a few words.
     """
     files = getattr(split, "files", None)
+    if path is None and index is not None and files is not None and 0 <= int(index) < len(files):
+        path = files[int(index)]
     return {
         "split": split.name,
-        "index": int(index),
-        "path": str(files[int(index)]) if files is not None and 0 <= int(index) < len(files) else None,
+        "index": None if index is None else int(index),
+        "path": None if path is None else str(path),
         "given": given,
         "suggested": suggested,
         "score": None if score is None else round(float(score), 6),
